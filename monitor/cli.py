@@ -1,0 +1,147 @@
+"""Command line: run | check | validate (and the outage and demo commands)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import signal
+import sys
+from collections.abc import Sequence
+
+from aiohttp import web
+
+from monitor import __version__
+from monitor.config import Catalog, ConfigError, Target, adhoc_target, load_catalog, parse_host_port
+from monitor.failures import Phase
+from monitor.result import ProbeResult
+
+__all__ = ["main"]
+
+log = logging.getLogger("monitor")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=getattr(logging, args.log_level.upper()),
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        return int(args.command(args))
+    except ConfigError as exc:
+        print(exc, file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="monitor", description="Internet-shutdown monitor")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    parser.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    commands = parser.add_subparsers(required=True, metavar="COMMAND")
+
+    run = commands.add_parser("run", help="probe the catalog on schedule and serve /metrics")
+    run.add_argument("--config", required=True, help="targets.yaml")
+    run.add_argument("--listen", default="127.0.0.1:9143", help="HOST:PORT to serve on")
+    run.add_argument("--max-concurrency", type=int, default=512, help="probes running at once, at most")
+    run.add_argument("--enable-lifecycle", action="store_true", help="allow POST /-/reload")
+    run.set_defaults(command=_run)
+
+    check = commands.add_parser("check", help="probe targets once and print a table")
+    check.add_argument("--config", required=True)
+    check.add_argument("targets", nargs="*", help="target names from the catalog, or URLs (default: all)")
+    check.set_defaults(command=_check)
+
+    validate = commands.add_parser("validate", help="check targets.yaml without touching the network")
+    validate.add_argument("--config", required=True)
+    validate.set_defaults(command=_validate)
+    return parser
+
+
+def _validate(args: argparse.Namespace) -> int:
+    catalog = load_catalog(args.config)
+    controls = len(catalog.controls)
+    print(f"{args.config}: OK, {len(catalog.targets) - controls} targets and {controls} controls")
+    return 0
+
+
+def _run(args: argparse.Namespace) -> int:
+    host, port = parse_host_port(args.listen)
+    asyncio.run(_serve(args, host, port))
+    return 0
+
+
+async def _serve(args: argparse.Namespace, host: str, port: int) -> None:
+    from monitor.daemon import Monitor
+    from monitor.web import build_app
+
+    monitor = Monitor(args.config, max_concurrency=args.max_concurrency)
+    await monitor.start()
+    runner = web.AppRunner(build_app(monitor, enable_lifecycle=args.enable_lifecycle), access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, host, port).start()
+    stopping = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    loop.add_signal_handler(signal.SIGHUP, monitor.reload)
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stopping.set)
+    log.info("probing %d targets, serving on http://%s:%d/metrics",
+             len(monitor.catalog.targets) if monitor.catalog else 0, host, port)
+    await stopping.wait()
+    log.info("stopping")
+    await monitor.stop()
+    await runner.cleanup()
+
+
+def _check(args: argparse.Namespace) -> int:
+    catalog = load_catalog(args.config)
+    try:
+        targets = _select(catalog, args.targets)
+    except ValueError as exc:
+        print(f"monitor check: {exc}", file=sys.stderr)
+        return 2
+    results = asyncio.run(_probe_all(targets))
+    print(format_table(results))
+    return 0 if all(result.success for result in results) else 1
+
+
+def _select(catalog: Catalog, wanted: Sequence[str]) -> list[Target]:
+    if not wanted:
+        return list(catalog.targets)
+    selected = []
+    for item in wanted:
+        if item in catalog.by_name:
+            selected.append(catalog.by_name[item])
+        elif "://" in item:
+            selected.append(adhoc_target(catalog, item))
+        else:
+            raise ValueError(f"{item!r} is neither a target in {catalog.source} nor a URL")
+    return selected
+
+
+async def _probe_all(targets: list[Target]) -> list[ProbeResult]:
+    from monitor.pipeline import Prober
+
+    prober = Prober()
+    try:
+        return list(await asyncio.gather(*(prober.probe(target) for target in targets)))
+    finally:
+        with contextlib.suppress(Exception):
+            await prober.close()
+
+
+def format_table(results: Sequence[ProbeResult]) -> str:
+    phases = tuple(Phase)
+    header = ["target", "result", "failure", *(f"{phase.value}_ms" for phase in phases), "status"]
+    rows = [header]
+    for result in results:
+        failure = f"{result.failure.value}" if result.failure else ""
+        rows.append([result.target, "ok" if result.success else "FAIL", failure,
+                     *(f"{result.phases[phase] * 1000:.1f}" if phase in result.phases else "-"
+                       for phase in phases),
+                     str(result.http_status) if result.http_status else "-"])
+    widths = [max(len(row[column]) for row in rows) for column in range(len(header))]
+    return "\n".join("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
+                     for row in rows)

@@ -1,0 +1,84 @@
+"""The running monitor: catalog, scheduler, prober and what consumes their results."""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+
+from prometheus_client import (
+    CollectorRegistry,
+    GCCollector,
+    PlatformCollector,
+    ProcessCollector,
+    disable_created_metrics,
+)
+
+from monitor.config import Catalog, ConfigError, Target, load_catalog
+from monitor.metrics import DaemonMetrics, LatestResults, ResultCollector
+from monitor.pipeline import Prober
+from monitor.result import ProbeResult
+from monitor.scheduler import Scheduler
+
+__all__ = ["Monitor"]
+
+disable_created_metrics()  # `_created` series double the exposition and no dashboard reads them
+
+log = logging.getLogger(__name__)
+
+
+class Monitor:
+    def __init__(self, config_path: str | Path, *, max_concurrency: int = 512) -> None:
+        self.config_path = Path(config_path)
+        self.registry = CollectorRegistry()
+        for collector in (ProcessCollector, PlatformCollector, GCCollector):
+            collector(registry=self.registry)
+        self.results = LatestResults()
+        self.registry.register(ResultCollector(self.results))
+        self.metrics = DaemonMetrics(self.registry)
+        self.prober = Prober()
+        self.scheduler = Scheduler(self._probe_and_record, max_concurrency,
+                                   on_lag=self.metrics.schedule_lag.observe,
+                                   on_skip=lambda name: self.metrics.skipped.inc())
+        self.metrics.in_flight.set_function(lambda: self.scheduler.in_flight)
+        self.catalog: Catalog | None = None
+        self.started_at = time.time()
+
+    async def start(self) -> None:
+        """Load the catalog (an invalid one at start is fatal: there is nothing to fall back on)."""
+        self._apply(load_catalog(self.config_path))
+        self.scheduler.start()
+
+    def reload(self) -> bool:
+        """Load the catalog again; on any problem keep running the old one."""
+        try:
+            catalog = load_catalog(self.config_path)
+        except ConfigError as exc:
+            self.metrics.reload_ok.set(0)
+            for problem in exc.problems:
+                log.error("reload rejected, keeping the running configuration: %s", problem)
+            return False
+        added, removed, changed = self._apply(catalog)
+        log.info("configuration reloaded: %d added, %d removed, %d changed",
+                 len(added), len(removed), len(changed))
+        return True
+
+    def _apply(self, catalog: Catalog) -> tuple[set[str], set[str], set[str]]:
+        self.catalog = catalog
+        self.results.set_catalog(catalog)
+        changes = self.scheduler.apply(catalog)
+        self.metrics.targets.set(len(catalog.targets))
+        self.metrics.reload_ok.set(1)
+        self.metrics.reload_time.set(time.time())
+        return changes
+
+    async def _probe_and_record(self, target: Target) -> None:
+        self.record(await self.prober.probe(target))
+
+    def record(self, result: ProbeResult) -> None:
+        self.results.record(result)
+        self.metrics.observe(result)
+
+    async def stop(self) -> None:
+        await self.scheduler.stop()
+        await self.prober.close()

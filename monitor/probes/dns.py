@@ -1,0 +1,158 @@
+"""DNS layer: queries through the configured resolvers only, and host-name resolution."""
+
+from __future__ import annotations
+
+import functools
+import ipaddress
+import time
+
+import dns.asyncquery
+import dns.exception
+import dns.flags
+import dns.message
+import dns.rcode
+import dns.rdatatype
+import dns.resolver
+
+from monitor.config import SYSTEM, DNSQuery, Nameserver, Resolver, Target
+from monitor.failures import Failure, Phase, ProbeFailure
+from monitor.result import ProbeTrace
+
+__all__ = ["is_bogon", "probe_dns", "query", "resolve_host"]
+
+_RCODE_FAILURES = {
+    dns.rcode.NXDOMAIN: Failure.DNS_NXDOMAIN,
+    dns.rcode.SERVFAIL: Failure.DNS_SERVFAIL,
+    dns.rcode.REFUSED: Failure.DNS_REFUSED,
+}
+_MIN_ATTEMPT_SECONDS = 0.05
+
+
+@functools.cache
+def _system_nameservers() -> tuple[Nameserver, ...]:
+    """The nameservers of /etc/resolv.conf, read once; used only where a config says `system`."""
+    try:
+        resolver = dns.resolver.Resolver(configure=True)
+    except dns.resolver.NoResolverConfiguration:
+        return ()
+    return tuple(Nameserver(str(address)) for address in resolver.nameservers)
+
+
+def _nameservers(resolvers: tuple[Resolver, ...]) -> list[Nameserver]:
+    servers: list[Nameserver] = []
+    for resolver in resolvers:
+        servers.extend(_system_nameservers() if resolver == SYSTEM else [resolver])  # type: ignore[list-item]
+    return servers
+
+
+async def query(qname: str, rdtype: str, resolvers: tuple[Resolver, ...], deadline: float,
+                trace: ProbeTrace, accepted_rcodes: frozenset[int] = frozenset({dns.rcode.NOERROR,
+                                                                                dns.rcode.NXDOMAIN})
+                ) -> dns.message.Message:
+    """Ask each resolver in turn until one gives an answer with an accepted rcode.
+
+    The time left before `deadline` (monotonic) is shared fairly among the resolvers not yet
+    tried, so one dead resolver cannot eat the whole probe. The last failure wins.
+    """
+    request = dns.message.make_query(qname, rdtype)
+    servers = _nameservers(resolvers)
+    if not servers:
+        raise ProbeFailure(Failure.DNS_ERROR, Phase.RESOLVE, "no resolvers configured")
+    failure = ProbeFailure(Failure.DNS_TIMEOUT, Phase.RESOLVE, "no resolver answered")
+    for index, server in enumerate(servers):
+        remaining = deadline - time.monotonic()
+        budget = remaining / (len(servers) - index)
+        if budget < _MIN_ATTEMPT_SECONDS:
+            break
+        try:
+            response = await _ask(request, server, budget, trace)
+        except ProbeFailure as exc:
+            failure = exc
+            continue
+        if response.rcode() in accepted_rcodes:
+            return response
+        failure = ProbeFailure(_RCODE_FAILURES.get(response.rcode(), Failure.DNS_ERROR), Phase.RESOLVE,
+                               f"{server} answered {dns.rcode.to_text(response.rcode())}")
+    raise failure
+
+
+async def _ask(request: dns.message.Message, server: Nameserver, timeout: float,
+               trace: ProbeTrace) -> dns.message.Message:
+    trace.note(f"query {request.question[0].name} {dns.rdatatype.to_text(request.question[0].rdtype)} "
+               f"at {server}")
+    try:
+        response = await dns.asyncquery.udp(request, server.host, timeout=timeout, port=server.port,
+                                            ignore_unexpected=True, ignore_trailing=False)
+        if response.flags & dns.flags.TC:
+            trace.note("truncated answer, retrying over TCP")
+            response = await dns.asyncquery.tcp(request, server.host, timeout=timeout, port=server.port)
+    except dns.exception.Timeout:
+        raise ProbeFailure(Failure.DNS_TIMEOUT, Phase.RESOLVE, f"{server} did not answer in time") from None
+    except (dns.exception.DNSException, ValueError, EOFError) as exc:
+        raise ProbeFailure(Failure.DNS_ERROR, Phase.RESOLVE, f"{server}: malformed answer: {exc}") from None
+    except ConnectionRefusedError:
+        raise ProbeFailure(Failure.DNS_TIMEOUT, Phase.RESOLVE, f"{server} refused the connection") from None
+    except OSError as exc:
+        raise ProbeFailure(Failure.DNS_ERROR, Phase.RESOLVE, f"{server}: {exc}") from None
+    return response
+
+
+@functools.cache
+def _networks(bogon_networks: tuple[str, ...]) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
+    return tuple(ipaddress.ip_network(network, strict=False) for network in bogon_networks)
+
+
+def is_bogon(address: str, bogon_networks: tuple[str, ...]) -> bool:
+    ip = ipaddress.ip_address(address)
+    return any(ip.version == network.version and ip in network for network in _networks(bogon_networks))
+
+
+def _addresses(response: dns.message.Message, rdtype: int) -> list[str]:
+    return [rdata.address for rrset in response.answer if rrset.rdtype == rdtype for rdata in rrset]
+
+
+def _check_bogons(addresses: list[str], target: Target) -> None:
+    bogons = [address for address in addresses if is_bogon(address, target.bogon_networks)]
+    if bogons:
+        raise ProbeFailure(Failure.DNS_BOGON, Phase.RESOLVE, f"answer in reserved space: {', '.join(bogons)}")
+
+
+async def resolve_host(host: str, target: Target, deadline: float, trace: ProbeTrace) -> tuple[str, ...]:
+    """Addresses of `host` (A first, AAAA when there is no A), bogon-checked; IP literals pass."""
+    try:
+        ipaddress.ip_address(host)
+        return (host,)
+    except ValueError:
+        pass
+    addresses: list[str] = []
+    answers = 0
+    for rdtype in (dns.rdatatype.A, dns.rdatatype.AAAA):
+        response = await query(host, rdtype, target.resolvers, deadline, trace)
+        if response.rcode() == dns.rcode.NXDOMAIN:
+            raise ProbeFailure(Failure.DNS_NXDOMAIN, Phase.RESOLVE, f"{host} does not exist")
+        answers += sum(len(rrset) for rrset in response.answer)
+        addresses = _addresses(response, rdtype)
+        if addresses:
+            break
+    trace.dns_answer_count = answers
+    if not addresses:
+        raise ProbeFailure(Failure.DNS_NO_ANSWER, Phase.RESOLVE, f"{host} has no address records")
+    _check_bogons(addresses, target)
+    trace.note(f"{host} is {', '.join(addresses)}")
+    return tuple(addresses)
+
+
+async def probe_dns(target: Target, deadline: float, trace: ProbeTrace) -> None:
+    """A `dns:` target: the query must come back with an accepted rcode and a non-empty answer."""
+    spec: DNSQuery = target.dns  # type: ignore[assignment]
+    rdtype = dns.rdatatype.from_text(spec.type)
+    accepted = frozenset(dns.rcode.from_text(rcode) for rcode in spec.valid_rcodes)
+    response = await query(spec.query, rdtype, target.resolvers, deadline, trace, accepted)
+    trace.dns_answer_count = sum(len(rrset) for rrset in response.answer)
+    if response.rcode() != dns.rcode.NOERROR:
+        return  # an rcode the config explicitly accepts, e.g. NXDOMAIN for a name that must not exist
+    if not response.answer:
+        raise ProbeFailure(Failure.DNS_NO_ANSWER, Phase.RESOLVE, f"no {spec.type} records for {spec.query}")
+    if rdtype in (dns.rdatatype.A, dns.rdatatype.AAAA):
+        _check_bogons(_addresses(response, rdtype), target)
+    trace.note(f"{trace.dns_answer_count} records")

@@ -1,0 +1,110 @@
+"""The HTTP face of the daemon: /metrics, /healthz, /probe, /-/reload and the JSON API."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import json
+import time
+from typing import Any
+
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from monitor import __version__
+from monitor.daemon import Monitor
+from monitor.metrics import single_probe_registry
+from monitor.result import ProbeResult
+
+__all__ = ["build_app"]
+
+_SCRAPE_TIMEOUT_MARGIN = 0.5
+MONITOR_KEY = web.AppKey("monitor", Monitor)
+
+
+def build_app(monitor: Monitor, *, enable_lifecycle: bool = False) -> web.Application:
+    app = web.Application()
+    app[MONITOR_KEY] = monitor
+    app.router.add_get("/metrics", _metrics)
+    app.router.add_get("/healthz", _healthz)
+    app.router.add_get("/probe", _probe)
+    app.router.add_get("/api/status", _status)
+    app.router.add_get("/", _index)
+    if enable_lifecycle:
+        app.router.add_post("/-/reload", _reload)
+    return app
+
+
+async def _metrics(request: web.Request) -> web.Response:
+    # Rendering thousands of series takes a while: off the event loop, so probes keep their slots.
+    body = await asyncio.to_thread(generate_latest, request.app[MONITOR_KEY].registry)
+    return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+
+async def _healthz(request: web.Request) -> web.Response:
+    return web.Response(text="ok\n")
+
+
+async def _reload(request: web.Request) -> web.Response:
+    monitor = request.app[MONITOR_KEY]
+    if monitor.reload():
+        return web.Response(text="reloaded\n")
+    return web.Response(status=500, text="reload failed; the previous configuration keeps running\n")
+
+
+async def _probe(request: web.Request) -> web.Response:
+    monitor = request.app[MONITOR_KEY]
+    name = request.query.get("target", "")
+    catalog = monitor.catalog
+    target = catalog.by_name.get(name) if catalog else None
+    if target is None:
+        return web.Response(status=400, text=f"unknown target {name!r}: /probe takes a target name "
+                                             "from the catalog\n")
+    scrape_timeout = request.headers.get("X-Prometheus-Scrape-Timeout-Seconds")
+    if scrape_timeout:
+        try:
+            budget = max(float(scrape_timeout) - _SCRAPE_TIMEOUT_MARGIN, 0.1)
+        except ValueError:
+            budget = target.timeout
+        target = dataclasses.replace(target, timeout=min(target.timeout, budget))
+    debug = request.query.get("debug", "").lower() in ("1", "true", "yes")
+    result = await monitor.prober.probe(target, debug=debug)
+    exposition = generate_latest(single_probe_registry(target, result))
+    if debug:
+        log = "\n".join(result.log)
+        text = f"Logs for the probe:\n{log}\n\nMetrics that would have been returned:\n{exposition.decode()}"
+        return web.Response(text=text)
+    return web.Response(body=exposition, headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+
+def result_json(result: ProbeResult) -> dict[str, Any]:
+    return {
+        "success": result.success,
+        "failure": result.failure.value if result.failure else None,
+        "failed_phase": result.failed_phase.value if result.failed_phase else None,
+        "started_at": result.started_at,
+        "duration_seconds": round(result.duration_seconds, 6),
+        "phases": {phase.value: round(seconds, 6) for phase, seconds in result.phases.items()},
+        "http_status": result.http_status,
+    }
+
+
+async def _status(request: web.Request) -> web.Response:
+    monitor = request.app[MONITOR_KEY]
+    targets = []
+    for name, target in (monitor.catalog.by_name.items() if monitor.catalog else ()):
+        result = monitor.results.latest.get(name)
+        targets.append({"name": name, "country": target.country, "category": target.category,
+                        "kind": target.kind, "control": target.is_control,
+                        "last_probe": result_json(result) if result else None})
+    body = {"version": __version__, "uptime_seconds": round(time.time() - monitor.started_at, 3),
+            "targets": targets}
+    return web.json_response(body, dumps=lambda value: json.dumps(value, indent=1))
+
+
+async def _index(request: web.Request) -> web.Response:
+    paths = ("/metrics", "/api/status", "/healthz")
+    links = "".join(f'<li><a href="{path}">{path}</a></li>' for path in paths)
+    return web.Response(content_type="text/html", text=(
+        f"<!doctype html><title>Shutdown monitor</title><h1>Shutdown monitor {__version__}</h1>"
+        f"<ul>{links}</ul>"))
