@@ -5,16 +5,20 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import json
 import logging
 import signal
 import sys
+import time
 from collections.abc import Sequence
 
 from aiohttp import web
 
 from monitor import __version__
 from monitor.config import Catalog, ConfigError, Target, adhoc_target, load_catalog, parse_host_port
+from monitor.durations import format_duration, parse_duration
 from monitor.failures import Phase
+from monitor.journal import Journal, JournalError
 from monitor.result import ProbeResult
 
 __all__ = ["main"]
@@ -25,8 +29,10 @@ log = logging.getLogger("monitor")
 def main(argv: Sequence[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
-    logging.basicConfig(level=getattr(logging, args.log_level.upper()),
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=getattr(logging, args.log_level.upper()),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
     try:
         return int(args.command(args))
     except ConfigError as exc:
@@ -46,6 +52,7 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--config", required=True, help="targets.yaml")
     run.add_argument("--listen", default="127.0.0.1:9143", help="HOST:PORT to serve on")
     run.add_argument("--max-concurrency", type=int, default=512, help="probes running at once, at most")
+    run.add_argument("--state", help="SQLite outage journal (default: outages kept in memory only)")
     run.add_argument("--enable-lifecycle", action="store_true", help="allow POST /-/reload")
     run.set_defaults(command=_run)
 
@@ -53,6 +60,14 @@ def _parser() -> argparse.ArgumentParser:
     check.add_argument("--config", required=True)
     check.add_argument("targets", nargs="*", help="target names from the catalog, or URLs (default: all)")
     check.set_defaults(command=_check)
+
+    outages = commands.add_parser("outages", help="list outages from the journal")
+    outages.add_argument("--state", required=True, help="the SQLite journal written by `monitor run --state`")
+    outages.add_argument(
+        "--since", default="24h", help="outages open at any time in this window (default 24h)"
+    )
+    outages.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    outages.set_defaults(command=_outages)
 
     validate = commands.add_parser("validate", help="check targets.yaml without touching the network")
     validate.add_argument("--config", required=True)
@@ -77,7 +92,7 @@ async def _serve(args: argparse.Namespace, host: str, port: int) -> None:
     from monitor.daemon import Monitor
     from monitor.web import build_app
 
-    monitor = Monitor(args.config, max_concurrency=args.max_concurrency)
+    monitor = Monitor(args.config, state_path=args.state, max_concurrency=args.max_concurrency)
     await monitor.start()
     runner = web.AppRunner(build_app(monitor, enable_lifecycle=args.enable_lifecycle), access_log=None)
     await runner.setup()
@@ -87,12 +102,49 @@ async def _serve(args: argparse.Namespace, host: str, port: int) -> None:
     loop.add_signal_handler(signal.SIGHUP, monitor.reload)
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stopping.set)
-    log.info("probing %d targets, serving on http://%s:%d/metrics",
-             len(monitor.catalog.targets) if monitor.catalog else 0, host, port)
+    log.info(
+        "probing %d targets, serving on http://%s:%d/metrics",
+        len(monitor.catalog.targets) if monitor.catalog else 0,
+        host,
+        port,
+    )
     await stopping.wait()
     log.info("stopping")
     await monitor.stop()
     await runner.cleanup()
+
+
+def _outages(args: argparse.Namespace) -> int:
+    try:
+        since = time.time() - parse_duration(args.since)
+        outages = Journal.read(args.state, since)
+    except (ValueError, JournalError) as exc:
+        print(f"monitor outages: {exc}", file=sys.stderr)
+        return 2
+    if args.json:
+        print(json.dumps([outage.as_dict() for outage in outages], indent=1))
+        return 0
+    rows = [["scope", "key", "started (UTC)", "ended (UTC)", "duration", "failures", "evidence"]]
+    for outage in outages:
+        duration = (outage.ended_at or time.time()) - outage.started_at
+        evidence = ", ".join(f"{reason}={count}" for reason, count in outage.evidence.most_common(3))
+        rows.append(
+            [
+                outage.scope.value,
+                outage.key,
+                _utc(outage.started_at),
+                _utc(outage.ended_at) if outage.ended_at else "ongoing",
+                format_duration(duration),
+                str(outage.failures),
+                evidence,
+            ]
+        )
+    print(_columns(rows))
+    return 0
+
+
+def _utc(timestamp: float) -> str:
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(timestamp))
 
 
 def _check(args: argparse.Namespace) -> int:
@@ -138,10 +190,23 @@ def format_table(results: Sequence[ProbeResult]) -> str:
     rows = [header]
     for result in results:
         failure = f"{result.failure.value}" if result.failure else ""
-        rows.append([result.target, "ok" if result.success else "FAIL", failure,
-                     *(f"{result.phases[phase] * 1000:.1f}" if phase in result.phases else "-"
-                       for phase in phases),
-                     str(result.http_status) if result.http_status else "-"])
-    widths = [max(len(row[column]) for row in rows) for column in range(len(header))]
-    return "\n".join("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
-                     for row in rows)
+        rows.append(
+            [
+                result.target,
+                "ok" if result.success else "FAIL",
+                failure,
+                *(
+                    f"{result.phases[phase] * 1000:.1f}" if phase in result.phases else "-"
+                    for phase in phases
+                ),
+                str(result.http_status) if result.http_status else "-",
+            ]
+        )
+    return _columns(rows)
+
+
+def _columns(rows: list[list[str]]) -> str:
+    widths = [max(len(row[column]) for row in rows) for column in range(len(rows[0]))]
+    return "\n".join(
+        "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip() for row in rows
+    )

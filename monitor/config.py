@@ -15,21 +15,55 @@ from typing import Annotated, Any, Literal, TypeVar
 from urllib.parse import urlsplit
 
 import dns.rdatatype
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from monitor.durations import parse_duration
 from monitor.yaml_lines import LocatedYAML, YAMLLoadError, load_located
 
 __all__ = [
-    "DEFAULT_BOGON_NETWORKS", "Catalog", "ConfigError", "ConfigProblem", "DNSQuery", "HTTPOptions",
-    "Nameserver", "TLSOptions", "Target", "adhoc_target", "load_catalog", "parse_catalog",
+    "DEFAULT_BOGON_NETWORKS",
+    "AnalysisOptions",
+    "Catalog",
+    "ConfigError",
+    "ConfigProblem",
+    "DNSQuery",
+    "HTTPOptions",
+    "Nameserver",
+    "TLSOptions",
+    "Target",
+    "adhoc_target",
+    "load_catalog",
+    "parse_catalog",
     "parse_host_port",
 ]
 
 DEFAULT_BOGON_NETWORKS = (
-    "0.0.0.0/8", "10.0.0.0/8", "100.64.0.0/10", "127.0.0.0/8", "169.254.0.0/16", "172.16.0.0/12",
-    "192.0.0.0/24", "192.0.2.0/24", "192.168.0.0/16", "198.18.0.0/15", "198.51.100.0/24",
-    "203.0.113.0/24", "224.0.0.0/4", "240.0.0.0/4", "::/128", "::1/128", "fc00::/7", "fe80::/10",
+    "0.0.0.0/8",
+    "10.0.0.0/8",
+    "100.64.0.0/10",
+    "127.0.0.0/8",
+    "169.254.0.0/16",
+    "172.16.0.0/12",
+    "192.0.0.0/24",
+    "192.0.2.0/24",
+    "192.168.0.0/16",
+    "198.18.0.0/15",
+    "198.51.100.0/24",
+    "203.0.113.0/24",
+    "224.0.0.0/4",
+    "240.0.0.0/4",
+    "::/128",
+    "::1/128",
+    "fc00::/7",
+    "fe80::/10",
     "2001:db8::/32",
 )
 
@@ -79,8 +113,9 @@ def _resolver(value: Any) -> Resolver:
     try:
         ipaddress.ip_address(host)
     except ValueError:
-        raise ValueError(f"resolver {value!r} must be an IP address (names would need a resolver "
-                         "themselves), or 'system'") from None
+        raise ValueError(
+            f"resolver {value!r} must be an IP address (names would need a resolver themselves), or 'system'"
+        ) from None
     return Nameserver(host, port)
 
 
@@ -172,6 +207,26 @@ class ASNLookup(_Strict):
     ttl: Duration = 6 * 3600.0
 
 
+class AnalysisOptions(_Strict):
+    """How probe results become site, network, country and vantage outages (README: "Outage states")."""
+
+    vantage_quorum: float = Field(default=0.5, gt=0, le=1)
+    shutdown_ratio: float = Field(default=0.5, ge=0, lt=1)
+    degraded_ratio: float = Field(default=0.8, ge=0, lt=1)
+    min_targets: int = Field(default=3, ge=1)
+    min_asns: int = Field(default=2, ge=1)
+    min_network_targets: int = Field(default=2, ge=1)
+    baseline_window: Duration = 3600.0
+    settle: Duration | None = None
+    evaluate_every: Duration = 2.0
+
+    @model_validator(mode="after")
+    def _ordered(self) -> AnalysisOptions:
+        if self.shutdown_ratio >= self.degraded_ratio:
+            raise ValueError("shutdown_ratio must be lower than degraded_ratio")
+        return self
+
+
 class Defaults(_Strict):
     interval: Duration = 30.0
     timeout: Duration = 10.0
@@ -243,6 +298,7 @@ class Document(_Strict):
     defaults: Defaults = Field(default_factory=Defaults)
     targets: list[TargetEntry] = Field(default_factory=list)
     controls: list[TargetEntry] = Field(default_factory=list)
+    analysis: AnalysisOptions = Field(default_factory=AnalysisOptions)
     allow_adhoc: bool = False
 
 
@@ -276,8 +332,9 @@ class Target:
 
     @property
     def uses_tls(self) -> bool:
-        return self.kind == "tls" or (self.kind == "http" and self.url is not None
-                                      and self.url.startswith("https:"))
+        return self.kind == "tls" or (
+            self.kind == "http" and self.url is not None and self.url.startswith("https:")
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -286,6 +343,7 @@ class Catalog:
     asn_lookup: ASNLookup
     resolvers: tuple[Resolver, ...]
     defaults: Defaults = field(default_factory=Defaults)
+    analysis: AnalysisOptions = field(default_factory=AnalysisOptions)
     allow_adhoc: bool = False
     source: str = "<config>"
     by_name: dict[str, Target] = field(default_factory=dict, compare=False)
@@ -314,8 +372,13 @@ def parse_catalog(text: str, filename: str = "<config>") -> Catalog:
         raise ConfigError([ConfigProblem(filename, exc.line, "yaml", exc.message)]) from None
     data = located.data if located.data is not None else {}
     if not isinstance(data, dict):
-        raise ConfigError([ConfigProblem(filename, 1, "document", "must be a mapping with "
-                                          "'defaults', 'targets' and 'controls'")])
+        raise ConfigError(
+            [
+                ConfigProblem(
+                    filename, 1, "document", "must be a mapping with 'defaults', 'targets' and 'controls'"
+                )
+            ]
+        )
     data = _rename_tls_options(data)
     try:
         document = Document.model_validate(data)
@@ -328,8 +391,14 @@ def parse_catalog(text: str, filename: str = "<config>") -> Catalog:
         for index, entry in enumerate(getattr(document, section)):
             path = (section, index)
             if entry.name in seen:
-                problems.append(_problem(filename, located, (*path, "name"), f"duplicate name "
-                                         f"{entry.name!r} (first at line {seen[entry.name]})"))
+                problems.append(
+                    _problem(
+                        filename,
+                        located,
+                        (*path, "name"),
+                        f"duplicate name {entry.name!r} (first at line {seen[entry.name]})",
+                    )
+                )
             seen.setdefault(entry.name, located.line_of((*path, "name")))
             try:
                 targets.append(_effective(entry, document.defaults, section == "controls"))
@@ -338,16 +407,23 @@ def parse_catalog(text: str, filename: str = "<config>") -> Catalog:
                 problems.append(_problem(filename, located, (*path, field_name), str(exc.args[0])))
     if problems:
         raise ConfigError(problems)
-    return Catalog(targets=tuple(targets), asn_lookup=document.defaults.asn_lookup,
-                   resolvers=tuple(document.defaults.resolvers),
-                   defaults=document.defaults, allow_adhoc=document.allow_adhoc, source=filename)
+    return Catalog(
+        targets=tuple(targets),
+        asn_lookup=document.defaults.asn_lookup,
+        resolvers=tuple(document.defaults.resolvers),
+        defaults=document.defaults,
+        analysis=document.analysis,
+        allow_adhoc=document.allow_adhoc,
+        source=filename,
+    )
 
 
 def adhoc_target(catalog: Catalog, url: str) -> Target:
     """A target for a URL that is not in the catalog, with the catalog's defaults."""
     try:
-        entry = TargetEntry.model_validate({"name": "adhoc", "url": url, "country": "ZZ",
-                                            "category": "adhoc"})
+        entry = TargetEntry.model_validate(
+            {"name": "adhoc", "url": url, "country": "ZZ", "category": "adhoc"}
+        )
     except ValidationError as exc:
         messages = (error["msg"].removeprefix("Value error, ") for error in exc.errors())
         raise ValueError("; ".join(messages)) from None
@@ -363,8 +439,12 @@ def _rename_tls_options(data: dict[str, Any]) -> dict[str, Any]:
         entries = data.get(section)
         if isinstance(entries, list):
             renamed[section] = [
-                {("tls_config" if key == "tls" and isinstance(value, dict) else key): value
-                 for key, value in entry.items()} if isinstance(entry, dict) else entry
+                {
+                    ("tls_config" if key == "tls" and isinstance(value, dict) else key): value
+                    for key, value in entry.items()
+                }
+                if isinstance(entry, dict)
+                else entry
                 for entry in entries
             ]
     return renamed
@@ -374,13 +454,16 @@ def _effective(entry: TargetEntry, defaults: Defaults, is_control: bool) -> Targ
     kinds = {"url": entry.url, "dns": entry.dns, "tcp": entry.tcp, "tls": entry.tls}
     chosen = [key for key, value in kinds.items() if value is not None]
     if len(chosen) != 1:
-        raise ValueError("a target needs exactly one of url, dns, tcp, tls "
-                         f"(has {', '.join(chosen) or 'none'})", "name")
+        raise ValueError(
+            f"a target needs exactly one of url, dns, tcp, tls (has {', '.join(chosen) or 'none'})", "name"
+        )
     interval = entry.interval if entry.interval is not None else defaults.interval
     timeout = entry.timeout if entry.timeout is not None else defaults.timeout
     if timeout > interval:
-        raise ValueError(f"timeout ({timeout:g}s) must not exceed the interval ({interval:g}s)",
-                         "timeout" if entry.timeout is not None else "interval")
+        raise ValueError(
+            f"timeout ({timeout:g}s) must not exceed the interval ({interval:g}s)",
+            "timeout" if entry.timeout is not None else "interval",
+        )
     if interval < 1:
         raise ValueError("interval must be at least 1s", "interval")
     kind: Kind
@@ -394,15 +477,25 @@ def _effective(entry: TargetEntry, defaults: Defaults, is_control: bool) -> Targ
         kind = "tcp" if entry.tcp is not None else "tls"
         host, port = parse_host_port(entry.tcp or entry.tls or "")
     return Target(
-        name=entry.name, kind=kind, country=entry.country,
-        category="control" if is_control else entry.category, host=host, port=port,
-        interval=interval, timeout=timeout,
+        name=entry.name,
+        kind=kind,
+        country=entry.country,
+        category="control" if is_control else entry.category,
+        host=host,
+        port=port,
+        interval=interval,
+        timeout=timeout,
         resolvers=tuple(entry.resolvers or defaults.resolvers),
-        tls=_merged(defaults.tls, entry.tls_options), http=_merged(defaults.http, entry.http),
+        tls=_merged(defaults.tls, entry.tls_options),
+        http=_merged(defaults.http, entry.http),
         bogon_networks=tuple(defaults.bogon_networks),
         down_after=entry.down_after or defaults.down_after,
         up_after=entry.up_after or defaults.up_after,
-        url=entry.url, dns=entry.dns, asn=entry.asn, is_control=is_control, source=entry.source,
+        url=entry.url,
+        dns=entry.dns,
+        asn=entry.asn,
+        is_control=is_control,
+        source=entry.source,
     )
 
 
@@ -427,5 +520,4 @@ def _problems(exc: ValidationError, located: LocatedYAML, filename: str) -> list
 
 def _problem(filename: str, located: LocatedYAML, loc: tuple[Any, ...], message: str) -> ConfigProblem:
     field_path = ".".join(f"[{part}]" if isinstance(part, int) else str(part) for part in loc)
-    return ConfigProblem(filename, located.line_of(loc), field_path.replace(".[", "[") or "document",
-                         message)
+    return ConfigProblem(filename, located.line_of(loc), field_path.replace(".[", "[") or "document", message)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import time
 from pathlib import Path
@@ -14,7 +16,9 @@ from prometheus_client import (
     disable_created_metrics,
 )
 
+from monitor.analysis import AnalysisCollector, Analyzer
 from monitor.config import Catalog, ConfigError, Target, load_catalog
+from monitor.journal import Journal
 from monitor.metrics import DaemonMetrics, LatestResults, ResultCollector
 from monitor.pipeline import Prober
 from monitor.result import ProbeResult
@@ -28,26 +32,36 @@ log = logging.getLogger(__name__)
 
 
 class Monitor:
-    def __init__(self, config_path: str | Path, *, max_concurrency: int = 512) -> None:
+    def __init__(
+        self, config_path: str | Path, *, state_path: str | Path | None = None, max_concurrency: int = 512
+    ) -> None:
         self.config_path = Path(config_path)
         self.registry = CollectorRegistry()
         for collector in (ProcessCollector, PlatformCollector, GCCollector):
             collector(registry=self.registry)
         self.results = LatestResults()
         self.registry.register(ResultCollector(self.results))
+        self.analyzer = Analyzer(Journal(state_path) if state_path else None)
+        self.registry.register(AnalysisCollector(self.analyzer))
         self.metrics = DaemonMetrics(self.registry)
         self.prober = Prober()
-        self.scheduler = Scheduler(self._probe_and_record, max_concurrency,
-                                   on_lag=self.metrics.schedule_lag.observe,
-                                   on_skip=lambda name: self.metrics.skipped.inc())
+        self.scheduler = Scheduler(
+            self._probe_and_record,
+            max_concurrency,
+            on_lag=self.metrics.schedule_lag.observe,
+            on_skip=lambda name: self.metrics.skipped.inc(),
+        )
         self.metrics.in_flight.set_function(lambda: self.scheduler.in_flight)
         self.catalog: Catalog | None = None
         self.started_at = time.time()
+        self._analysis: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
         """Load the catalog (an invalid one at start is fatal: there is nothing to fall back on)."""
         self._apply(load_catalog(self.config_path))
+        self.analyzer.restore()
         self.scheduler.start()
+        self._analysis = asyncio.get_running_loop().create_task(self.analyzer.run())
 
     def reload(self) -> bool:
         """Load the catalog again; on any problem keep running the old one."""
@@ -59,13 +73,15 @@ class Monitor:
                 log.error("reload rejected, keeping the running configuration: %s", problem)
             return False
         added, removed, changed = self._apply(catalog)
-        log.info("configuration reloaded: %d added, %d removed, %d changed",
-                 len(added), len(removed), len(changed))
+        log.info(
+            "configuration reloaded: %d added, %d removed, %d changed", len(added), len(removed), len(changed)
+        )
         return True
 
     def _apply(self, catalog: Catalog) -> tuple[set[str], set[str], set[str]]:
         self.catalog = catalog
         self.results.set_catalog(catalog)
+        self.analyzer.set_catalog(catalog)
         changes = self.scheduler.apply(catalog)
         self.metrics.targets.set(len(catalog.targets))
         self.metrics.reload_ok.set(1)
@@ -77,8 +93,14 @@ class Monitor:
 
     def record(self, result: ProbeResult) -> None:
         self.results.record(result)
+        self.analyzer.record(result)
         self.metrics.observe(result)
 
     async def stop(self) -> None:
         await self.scheduler.stop()
+        if self._analysis is not None:
+            self._analysis.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._analysis
+        await self.analyzer.close()
         await self.prober.close()

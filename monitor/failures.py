@@ -8,7 +8,12 @@ import ssl
 from enum import StrEnum
 
 __all__ = [
-    "Failure", "Phase", "ProbeFailure", "failure_for_os_error", "timeout_failure", "unexpected_failure",
+    "Failure",
+    "Phase",
+    "ProbeFailure",
+    "failure_for_os_error",
+    "timeout_failure",
+    "unexpected_failure",
 ]
 
 
@@ -72,8 +77,13 @@ _RESET_BY_PHASE = {
     Phase.TRANSFER: Failure.HTTP_RESET,
 }
 
-_UNREACHABLE_ERRNOS = {errno.ENETUNREACH, errno.EHOSTUNREACH, errno.EHOSTDOWN, errno.ENETDOWN,
-                       errno.EADDRNOTAVAIL}
+_UNREACHABLE_ERRNOS = {
+    errno.ENETUNREACH,
+    errno.EHOSTUNREACH,
+    errno.EHOSTDOWN,
+    errno.ENETDOWN,
+    errno.EADDRNOTAVAIL,
+}
 _RESET_ERRNOS = {errno.ECONNRESET, errno.EPIPE, errno.ECONNABORTED}
 
 

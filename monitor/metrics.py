@@ -32,26 +32,40 @@ def _labels(target: Target) -> list[str]:
 def result_families(rows: Iterable[tuple[Target, ProbeResult]]) -> Iterator[Metric]:
     """The blackbox_exporter-compatible per-probe gauges for each (target, last result)."""
     success = GaugeMetricFamily("probe_success", "1 if the last probe succeeded", labels=TARGET_LABELS)
-    duration = GaugeMetricFamily("probe_duration_seconds", "Wall time of the last probe",
-                                 labels=TARGET_LABELS)
-    dns_time = GaugeMetricFamily("probe_dns_lookup_time_seconds", "DNS phase of the last probe",
-                                 labels=TARGET_LABELS)
-    phases = GaugeMetricFamily("probe_http_duration_seconds", "Time spent in each phase of the last probe",
-                               labels=(*TARGET_LABELS, "phase"))
-    status = GaugeMetricFamily("probe_http_status_code", "HTTP status of the last response, 0 if none",
-                               labels=TARGET_LABELS)
-    redirects = GaugeMetricFamily("probe_http_redirects", "Redirects followed by the last probe",
-                                  labels=TARGET_LABELS)
-    length = GaugeMetricFamily("probe_http_content_length", "Body bytes read by the last probe",
-                               labels=TARGET_LABELS)
-    expiry = GaugeMetricFamily("probe_ssl_earliest_cert_expiry",
-                               "Unix time the earliest certificate seen expires", labels=TARGET_LABELS)
-    tls_version = GaugeMetricFamily("probe_tls_version_info", "Negotiated TLS version",
-                                    labels=(*TARGET_LABELS, "version"))
-    answers = GaugeMetricFamily("probe_dns_answer_count", "Records in the last DNS answer",
-                                labels=TARGET_LABELS)
-    finished = GaugeMetricFamily("probe_last_timestamp_seconds", "Unix time the last probe finished",
-                                 labels=TARGET_LABELS)
+    duration = GaugeMetricFamily(
+        "probe_duration_seconds", "Wall time of the last probe", labels=TARGET_LABELS
+    )
+    dns_time = GaugeMetricFamily(
+        "probe_dns_lookup_time_seconds", "DNS phase of the last probe", labels=TARGET_LABELS
+    )
+    phases = GaugeMetricFamily(
+        "probe_http_duration_seconds",
+        "Time spent in each phase of the last probe",
+        labels=(*TARGET_LABELS, "phase"),
+    )
+    status = GaugeMetricFamily(
+        "probe_http_status_code", "HTTP status of the last response, 0 if none", labels=TARGET_LABELS
+    )
+    redirects = GaugeMetricFamily(
+        "probe_http_redirects", "Redirects followed by the last probe", labels=TARGET_LABELS
+    )
+    length = GaugeMetricFamily(
+        "probe_http_content_length", "Body bytes read by the last probe", labels=TARGET_LABELS
+    )
+    expiry = GaugeMetricFamily(
+        "probe_ssl_earliest_cert_expiry",
+        "Unix time the earliest certificate seen expires",
+        labels=TARGET_LABELS,
+    )
+    tls_version = GaugeMetricFamily(
+        "probe_tls_version_info", "Negotiated TLS version", labels=(*TARGET_LABELS, "version")
+    )
+    answers = GaugeMetricFamily(
+        "probe_dns_answer_count", "Records in the last DNS answer", labels=TARGET_LABELS
+    )
+    finished = GaugeMetricFamily(
+        "probe_last_timestamp_seconds", "Unix time the last probe finished", labels=TARGET_LABELS
+    )
     for target, result in rows:
         labels = _labels(target)
         success.add_metric(labels, 1.0 if result.success else 0.0)
@@ -70,8 +84,19 @@ def result_families(rows: Iterable[tuple[Target, ProbeResult]]) -> Iterator[Metr
             expiry.add_metric(labels, result.cert_expiry)
         if result.tls_version is not None:
             tls_version.add_metric([*labels, result.tls_version], 1.0)
-    yield from (success, duration, dns_time, phases, status, redirects, length, expiry, tls_version,
-                answers, finished)
+    yield from (
+        success,
+        duration,
+        dns_time,
+        phases,
+        status,
+        redirects,
+        length,
+        expiry,
+        tls_version,
+        answers,
+        finished,
+    )
 
 
 class LatestResults:
@@ -109,8 +134,9 @@ class ResultCollector(Collector):
 
     def collect(self) -> Iterator[Metric]:
         yield from result_families(self._results.rows())
-        failures = CounterMetricFamily("probe_failures", "Failed probes by failure string",
-                                       labels=(*TARGET_LABELS, "reason"))
+        failures = CounterMetricFamily(
+            "probe_failures", "Failed probes by failure string", labels=(*TARGET_LABELS, "reason")
+        )
         for name, counts in list(self._results.failures.items()):
             target = self._results.targets.get(name)
             if target is None:
@@ -144,15 +170,27 @@ class DaemonMetrics:
         self.probe_failures = self.probes.labels("failure")
         self.in_flight = Gauge("monitor_probes_in_flight", "Probes running now", registry=registry)
         self.schedule_lag = Histogram(
-            "monitor_schedule_lag_seconds", "How late a probe started against its slot",
-            buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30), registry=registry)
-        self.skipped = CounterMetric("monitor_probes_skipped", "Slots skipped because the target's "
-                                     "previous probe was still running", registry=registry)
+            "monitor_schedule_lag_seconds",
+            "How late a probe started against its slot",
+            buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
+            registry=registry,
+        )
+        self.skipped = CounterMetric(
+            "monitor_probes_skipped",
+            "Slots skipped because the target's previous probe was still running",
+            registry=registry,
+        )
         self.targets = Gauge("monitor_targets", "Targets scheduled by this instance", registry=registry)
-        self.reload_ok = Gauge("monitor_config_last_reload_successful",
-                               "1 if the last load of the configuration worked", registry=registry)
-        self.reload_time = Gauge("monitor_config_last_reload_success_timestamp_seconds",
-                                 "Unix time of the last good configuration load", registry=registry)
+        self.reload_ok = Gauge(
+            "monitor_config_last_reload_successful",
+            "1 if the last load of the configuration worked",
+            registry=registry,
+        )
+        self.reload_time = Gauge(
+            "monitor_config_last_reload_success_timestamp_seconds",
+            "Unix time of the last good configuration load",
+            registry=registry,
+        )
         build = Gauge("monitor_build_info", "Version of the monitor", ["version"], registry=registry)
         build.labels(__version__).set(1)
 

@@ -32,13 +32,22 @@ class Prober:
         except ProbeFailure as failure:
             return trace.finish(failure)
         except TimeoutError:
-            return trace.finish(ProbeFailure(timeout_failure(trace.phase), trace.phase,
-                                             f"deadline of {target.timeout:g}s reached"))
+            return trace.finish(
+                ProbeFailure(
+                    timeout_failure(trace.phase), trace.phase, f"deadline of {target.timeout:g}s reached"
+                )
+            )
         except Exception as exc:  # a bug or an exotic error must cost one probe, not the daemon
-            log.warning("probe of %s: unexpected %s in %s: %s", target.name, type(exc).__name__,
-                        trace.phase.value, exc)
-            return trace.finish(ProbeFailure(unexpected_failure(trace.phase), trace.phase,
-                                             f"{type(exc).__name__}: {exc}"))
+            log.warning(
+                "probe of %s: unexpected %s in %s: %s",
+                target.name,
+                type(exc).__name__,
+                trace.phase.value,
+                exc,
+            )
+            return trace.finish(
+                ProbeFailure(unexpected_failure(trace.phase), trace.phase, f"{type(exc).__name__}: {exc}")
+            )
         return trace.finish()
 
     async def _layers(self, target: Target, deadline: float, trace: ProbeTrace) -> None:

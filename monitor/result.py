@@ -42,9 +42,21 @@ class ProbeTrace:
     """
 
     __slots__ = (
-        "_phase_started", "addresses", "body_bytes", "cert_expiry", "debug", "dns_answer_count",
-        "http_status", "lines", "phase", "phases", "redirects", "started_at", "started_mono",
-        "target", "tls_version",
+        "_phase_started",
+        "addresses",
+        "body_bytes",
+        "cert_expiry",
+        "debug",
+        "dns_answer_count",
+        "http_status",
+        "lines",
+        "phase",
+        "phases",
+        "redirects",
+        "started_at",
+        "started_mono",
+        "target",
+        "tls_version",
     )
 
     def __init__(self, target: str, debug: bool = False) -> None:

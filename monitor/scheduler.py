@@ -47,10 +47,14 @@ def schedule_lag(name: str, interval: float, now: float) -> float:
 
 
 class Scheduler:
-    def __init__(self, run_probe: Callable[[Target], Awaitable[None]], max_concurrency: int,
-                 on_lag: Callable[[float], None] = lambda lag: None,
-                 on_skip: Callable[[str], None] = lambda name: None,
-                 clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self,
+        run_probe: Callable[[Target], Awaitable[None]],
+        max_concurrency: int,
+        on_lag: Callable[[float], None] = lambda lag: None,
+        on_skip: Callable[[str], None] = lambda name: None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
         self._run_probe = run_probe
         self._on_lag = on_lag
         self._on_skip = on_skip
@@ -58,8 +62,9 @@ class Scheduler:
         self._limit = asyncio.Semaphore(max_concurrency)
         self._targets: dict[str, Target] = {}
         self._tasks: set[asyncio.Task[None]] = set()
-        self._apscheduler = AsyncIOScheduler(timezone=UTC, job_defaults={
-            "max_instances": 1, "coalesce": True, "misfire_grace_time": None})
+        self._apscheduler = AsyncIOScheduler(
+            timezone=UTC, job_defaults={"max_instances": 1, "coalesce": True, "misfire_grace_time": None}
+        )
         self._apscheduler.add_listener(self._skipped, EVENT_JOB_MAX_INSTANCES)
         logging.getLogger("apscheduler").setLevel(logging.ERROR)  # skips are counted, not logged
 
@@ -90,10 +95,12 @@ class Scheduler:
 
     def _schedule(self, target: Target) -> None:
         first = next_slot(target.name, target.interval, self._clock())
-        trigger = IntervalTrigger(seconds=target.interval, start_date=datetime.fromtimestamp(first, UTC),
-                                  timezone=UTC)
-        self._apscheduler.add_job(self._fire, trigger, args=(target.name,), id=target.name,
-                                  name=target.name, replace_existing=True)
+        trigger = IntervalTrigger(
+            seconds=target.interval, start_date=datetime.fromtimestamp(first, UTC), timezone=UTC
+        )
+        self._apscheduler.add_job(
+            self._fire, trigger, args=(target.name,), id=target.name, name=target.name, replace_existing=True
+        )
 
     async def _fire(self, name: str) -> None:
         task = asyncio.current_task()

@@ -13,6 +13,8 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from monitor import __version__
 from monitor.daemon import Monitor
+from monitor.durations import parse_duration
+from monitor.journal import Journal, JournalError
 from monitor.metrics import single_probe_registry
 from monitor.result import ProbeResult
 
@@ -29,6 +31,7 @@ def build_app(monitor: Monitor, *, enable_lifecycle: bool = False) -> web.Applic
     app.router.add_get("/healthz", _healthz)
     app.router.add_get("/probe", _probe)
     app.router.add_get("/api/status", _status)
+    app.router.add_get("/api/outages", _outages)
     app.router.add_get("/", _index)
     if enable_lifecycle:
         app.router.add_post("/-/reload", _reload)
@@ -58,8 +61,9 @@ async def _probe(request: web.Request) -> web.Response:
     catalog = monitor.catalog
     target = catalog.by_name.get(name) if catalog else None
     if target is None:
-        return web.Response(status=400, text=f"unknown target {name!r}: /probe takes a target name "
-                                             "from the catalog\n")
+        return web.Response(
+            status=400, text=f"unknown target {name!r}: /probe takes a target name from the catalog\n"
+        )
     scrape_timeout = request.headers.get("X-Prometheus-Scrape-Timeout-Seconds")
     if scrape_timeout:
         try:
@@ -92,19 +96,69 @@ def result_json(result: ProbeResult) -> dict[str, Any]:
 async def _status(request: web.Request) -> web.Response:
     monitor = request.app[MONITOR_KEY]
     targets = []
-    for name, target in (monitor.catalog.by_name.items() if monitor.catalog else ()):
+    for name, target in monitor.catalog.by_name.items() if monitor.catalog else ():
         result = monitor.results.latest.get(name)
-        targets.append({"name": name, "country": target.country, "category": target.category,
-                        "kind": target.kind, "control": target.is_control,
-                        "last_probe": result_json(result) if result else None})
-    body = {"version": __version__, "uptime_seconds": round(time.time() - monitor.started_at, 3),
-            "targets": targets}
+        state = monitor.analyzer.states.get(name)
+        targets.append(
+            {
+                "name": name,
+                "country": target.country,
+                "category": target.category,
+                "kind": target.kind,
+                "control": target.is_control,
+                "asn": monitor.analyzer.asn_of(target),
+                "state": state.health.value if state else "unknown",
+                "last_probe": result_json(result) if result else None,
+            }
+        )
+    analyzer = monitor.analyzer
+    countries = {
+        country: {
+            "state": summary.state,
+            "reachable_ratio": summary.ratio,
+            "counted": summary.counted,
+            "down": summary.down,
+        }
+        for country, summary in sorted(analyzer.countries.items())
+    }
+    body = {
+        "version": __version__,
+        "uptime_seconds": round(time.time() - monitor.started_at, 3),
+        "vantage_online": analyzer.vantage_online,
+        "countries": countries,
+        "open_outages": [outage.as_dict() for outage in analyzer.open.values()],
+        "targets": targets,
+    }
     return web.json_response(body, dumps=lambda value: json.dumps(value, indent=1))
+
+
+async def _outages(request: web.Request) -> web.Response:
+    monitor = request.app[MONITOR_KEY]
+    try:
+        window = parse_duration(request.query.get("since", "24h"))
+    except ValueError as exc:
+        return web.json_response({"error": str(exc)}, status=400)
+    since = time.time() - window
+    journal = monitor.analyzer.journal
+    source = "memory"
+    outages = monitor.analyzer.outages()
+    if journal is not None and journal.healthy:
+        try:
+            outages = await asyncio.to_thread(Journal.read, journal.path, since)
+            source = "journal"
+        except JournalError:
+            pass
+    listed = [outage.as_dict() for outage in outages if outage.ended_at is None or outage.ended_at >= since]
+    return web.json_response({"source": source, "since": since, "outages": listed})
 
 
 async def _index(request: web.Request) -> web.Response:
     paths = ("/metrics", "/api/status", "/healthz")
     links = "".join(f'<li><a href="{path}">{path}</a></li>' for path in paths)
-    return web.Response(content_type="text/html", text=(
-        f"<!doctype html><title>Shutdown monitor</title><h1>Shutdown monitor {__version__}</h1>"
-        f"<ul>{links}</ul>"))
+    return web.Response(
+        content_type="text/html",
+        text=(
+            f"<!doctype html><title>Shutdown monitor</title><h1>Shutdown monitor {__version__}</h1>"
+            f"<ul>{links}</ul>"
+        ),
+    )

@@ -81,9 +81,7 @@ class _Builder:
             for key_node, value_node in node.value:
                 key = self.scalar(key_node)
                 if not isinstance(key, (str, int, float, bool)) or key is None:
-                    raise YAMLLoadError(
-                        key_node.start_mark.line + 1, "mapping keys must be plain values"
-                    )
+                    raise YAMLLoadError(key_node.start_mark.line + 1, "mapping keys must be plain values")
                 if key in result:
                     raise YAMLLoadError(key_node.start_mark.line + 1, f"duplicate key {key!r}")
                 child = (*path, str(key))

@@ -45,10 +45,14 @@ def _nameservers(resolvers: tuple[Resolver, ...]) -> list[Nameserver]:
     return servers
 
 
-async def query(qname: str, rdtype: str, resolvers: tuple[Resolver, ...], deadline: float,
-                trace: ProbeTrace, accepted_rcodes: frozenset[int] = frozenset({dns.rcode.NOERROR,
-                                                                                dns.rcode.NXDOMAIN})
-                ) -> dns.message.Message:
+async def query(
+    qname: str,
+    rdtype: str,
+    resolvers: tuple[Resolver, ...],
+    deadline: float,
+    trace: ProbeTrace,
+    accepted_rcodes: frozenset[int] = frozenset({dns.rcode.NOERROR, dns.rcode.NXDOMAIN}),
+) -> dns.message.Message:
     """Ask each resolver in turn until one gives an answer with an accepted rcode.
 
     The time left before `deadline` (monotonic) is shared fairly among the resolvers not yet
@@ -71,18 +75,29 @@ async def query(qname: str, rdtype: str, resolvers: tuple[Resolver, ...], deadli
             continue
         if response.rcode() in accepted_rcodes:
             return response
-        failure = ProbeFailure(_RCODE_FAILURES.get(response.rcode(), Failure.DNS_ERROR), Phase.RESOLVE,
-                               f"{server} answered {dns.rcode.to_text(response.rcode())}")
+        failure = ProbeFailure(
+            _RCODE_FAILURES.get(response.rcode(), Failure.DNS_ERROR),
+            Phase.RESOLVE,
+            f"{server} answered {dns.rcode.to_text(response.rcode())}",
+        )
     raise failure
 
 
-async def _ask(request: dns.message.Message, server: Nameserver, timeout: float,
-               trace: ProbeTrace) -> dns.message.Message:
-    trace.note(f"query {request.question[0].name} {dns.rdatatype.to_text(request.question[0].rdtype)} "
-               f"at {server}")
+async def _ask(
+    request: dns.message.Message, server: Nameserver, timeout: float, trace: ProbeTrace
+) -> dns.message.Message:
+    trace.note(
+        f"query {request.question[0].name} {dns.rdatatype.to_text(request.question[0].rdtype)} at {server}"
+    )
     try:
-        response = await dns.asyncquery.udp(request, server.host, timeout=timeout, port=server.port,
-                                            ignore_unexpected=True, ignore_trailing=False)
+        response = await dns.asyncquery.udp(
+            request,
+            server.host,
+            timeout=timeout,
+            port=server.port,
+            ignore_unexpected=True,
+            ignore_trailing=False,
+        )
         if response.flags & dns.flags.TC:
             trace.note("truncated answer, retrying over TCP")
             response = await dns.asyncquery.tcp(request, server.host, timeout=timeout, port=server.port)

@@ -49,17 +49,32 @@ class _CatalogResolver(AbstractResolver):
             probe.trace.enter(Phase.RESOLVE)
             addresses = await resolve_host(host, probe.target, probe.deadline, probe.trace)
             probe.resolved[host] = addresses
-        return [ResolveResult(hostname=host, host=address, port=port,
-                              family=socket.AF_INET6 if ":" in address else socket.AF_INET,
-                              proto=0, flags=socket.AI_NUMERICHOST) for address in addresses[:1]]
+        return [
+            ResolveResult(
+                hostname=host,
+                host=address,
+                port=port,
+                family=socket.AF_INET6 if ":" in address else socket.AF_INET,
+                proto=0,
+                flags=socket.AI_NUMERICHOST,
+            )
+            for address in addresses[:1]
+        ]
 
     async def close(self) -> None:
         return None
 
 
 class _PhasedConnector(aiohttp.TCPConnector):
-    async def _wrap_create_connection(self, *args: Any, addr_infos: list[Any], req: Any, timeout: Any,
-                                      client_error: Any = None, **kwargs: Any) -> Any:
+    async def _wrap_create_connection(
+        self,
+        *args: Any,
+        addr_infos: list[Any],
+        req: Any,
+        timeout: Any,
+        client_error: Any = None,
+        **kwargs: Any,
+    ) -> Any:
         trace = _current.get().trace
         address, port = addr_infos[0][4][:2]
         sock = await connect(address, port, trace)
@@ -89,13 +104,18 @@ class HTTPClient:
 
     def session(self, max_header_bytes: int) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:
-            connector = _PhasedConnector(resolver=_CatalogResolver(), force_close=True, limit=0,
-                                         use_dns_cache=False)
+            connector = _PhasedConnector(
+                resolver=_CatalogResolver(), force_close=True, limit=0, use_dns_cache=False
+            )
             self._session = aiohttp.ClientSession(
-                connector=connector, cookie_jar=aiohttp.DummyCookieJar(),
-                timeout=aiohttp.ClientTimeout(total=None), max_line_size=max_header_bytes,
-                max_field_size=max_header_bytes, max_headers=128,
-                headers={"User-Agent": f"shutdown-monitor/{__version__}"})
+                connector=connector,
+                cookie_jar=aiohttp.DummyCookieJar(),
+                timeout=aiohttp.ClientTimeout(total=None),
+                max_line_size=max_header_bytes,
+                max_field_size=max_header_bytes,
+                max_headers=128,
+                headers={"User-Agent": f"shutdown-monitor/{__version__}"},
+            )
         return self._session
 
     async def close(self) -> None:
@@ -104,8 +124,9 @@ class HTTPClient:
             self._session = None
 
 
-async def probe_http(client: HTTPClient, target: Target, addresses: tuple[str, ...], deadline: float,
-                     trace: ProbeTrace) -> None:
+async def probe_http(
+    client: HTTPClient, target: Target, addresses: tuple[str, ...], deadline: float, trace: ProbeTrace
+) -> None:
     options = target.http
     url: str = target.url  # type: ignore[assignment]
     token = _current.set(_ProbeContext(target, trace, deadline, {target.host: addresses}))
@@ -113,17 +134,24 @@ async def probe_http(client: HTTPClient, target: Target, addresses: tuple[str, .
     try:
         while True:
             trace.note(f"GET {url}")
-            async with session.get(url, allow_redirects=False, ssl=_ssl_for(url, target),
-                                   server_hostname=target.tls.server_name, headers=options.headers,
-                                   ) as response:
+            async with session.get(
+                url,
+                allow_redirects=False,
+                ssl=_ssl_for(url, target),
+                server_hostname=target.tls.server_name,
+                headers=options.headers,
+            ) as response:
                 trace.enter(Phase.TRANSFER)
                 trace.http_status = response.status
                 trace.note(f"{response.status} {response.reason}")
                 location = response.headers.get("Location")
                 if response.status in _REDIRECT_CODES and location and options.max_redirects >= 0:
                     if trace.redirects >= options.max_redirects:
-                        raise ProbeFailure(Failure.HTTP_TOO_MANY_REDIRECTS, Phase.PROCESSING,
-                                           f"more than {options.max_redirects} redirects")
+                        raise ProbeFailure(
+                            Failure.HTTP_TOO_MANY_REDIRECTS,
+                            Phase.PROCESSING,
+                            f"more than {options.max_redirects} redirects",
+                        )
                     trace.redirects += 1
                     url = urljoin(url, location)
                     continue
@@ -136,8 +164,9 @@ async def probe_http(client: HTTPClient, target: Target, addresses: tuple[str, .
     if not options.accepts(trace.http_status or 0):
         raise ProbeFailure(Failure.HTTP_STATUS, Phase.PROCESSING, f"unexpected status {trace.http_status}")
     if options.body_regex is not None and not re.search(options.body_regex.encode(), body):
-        raise ProbeFailure(Failure.HTTP_BODY_MISMATCH, Phase.TRANSFER,
-                           f"body does not match {options.body_regex!r}")
+        raise ProbeFailure(
+            Failure.HTTP_BODY_MISMATCH, Phase.TRANSFER, f"body does not match {options.body_regex!r}"
+        )
 
 
 def _ssl_for(url: str, target: Target) -> Any:

@@ -49,15 +49,16 @@ def record_peer(ssl_object: ssl.SSLObject | None, trace: ProbeTrace) -> None:
     trace.note(f"{trace.tls_version}, certificate valid until {trace.cert_expiry}")
 
 
-async def handshake(sock: socket.socket, server_name: str, context: ssl.SSLContext,
-                    trace: ProbeTrace) -> asyncio.Transport:
+async def handshake(
+    sock: socket.socket, server_name: str, context: ssl.SSLContext, trace: ProbeTrace
+) -> asyncio.Transport:
     """TLS over an already connected socket; the returned transport owns the socket."""
     trace.enter(Phase.TLS)
     trace.note(f"TLS handshake, SNI {server_name}")
     try:
         transport, _ = await asyncio.get_running_loop().create_connection(
-            asyncio.Protocol, sock=sock, ssl=context, server_hostname=server_name,
-            ssl_handshake_timeout=3600)
+            asyncio.Protocol, sock=sock, ssl=context, server_hostname=server_name, ssl_handshake_timeout=3600
+        )
     except (OSError, EOFError) as exc:
         sock.close()
         raise classify_tls_error(exc) from None

@@ -1,0 +1,188 @@
+"""The outage journal in SQLite: survives restarts, and never stops probing when it cannot write.
+
+Writes are idempotent upserts of in-memory outages, so after any failure (file deleted, locked,
+corrupt, disk full) the next successful sync brings the file back up to date.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sqlite3
+from collections import Counter
+from pathlib import Path
+
+from monitor.outage import Outage, Scope
+
+__all__ = ["Journal", "JournalError"]
+
+log = logging.getLogger(__name__)
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS outages (
+    id TEXT PRIMARY KEY,
+    scope TEXT NOT NULL,
+    key TEXT NOT NULL,
+    country TEXT,
+    asn INTEGER,
+    started_at REAL NOT NULL,
+    ended_at REAL,
+    failures INTEGER NOT NULL DEFAULT 0,
+    evidence TEXT NOT NULL DEFAULT '{}',
+    targets TEXT NOT NULL DEFAULT '[]'
+);
+CREATE INDEX IF NOT EXISTS outages_started ON outages (started_at);
+CREATE TABLE IF NOT EXISTS target_baseline (
+    name TEXT PRIMARY KEY,
+    last_up_at REAL NOT NULL
+);
+"""
+
+
+class JournalError(Exception):
+    pass
+
+
+class Journal:
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self.healthy = True
+        self.errors = 0
+        self._db: sqlite3.Connection | None = None
+
+    def _connection(self) -> sqlite3.Connection:
+        if self._db is None:
+            db = sqlite3.connect(self.path, timeout=1.0, isolation_level=None, check_same_thread=False)
+            try:
+                db.execute("PRAGMA journal_mode=WAL")
+                db.execute("PRAGMA synchronous=NORMAL")
+                db.executescript(_SCHEMA)
+            except BaseException:
+                db.close()
+                raise
+            self._db = db
+        return self._db
+
+    def _failed(self, action: str, exc: Exception) -> None:
+        self.errors += 1
+        if self.healthy:
+            log.error(
+                "outage journal %s: cannot %s: %s; probing goes on, outages are kept in memory "
+                "and written when the journal works again",
+                self.path,
+                action,
+                exc,
+            )
+        self.healthy = False
+        if self._db is not None:
+            try:
+                self._db.close()
+            finally:
+                self._db = None
+
+    def _recovered(self) -> None:
+        if not self.healthy:
+            log.warning("outage journal %s is writable again", self.path)
+        self.healthy = True
+
+    def load(self) -> tuple[list[Outage], dict[str, float]]:
+        """Open outages and per-target baselines saved by an earlier run."""
+        try:
+            db = self._connection()
+            rows = db.execute(
+                "SELECT id, scope, key, country, asn, started_at, ended_at, failures, "
+                "evidence, targets FROM outages WHERE ended_at IS NULL"
+            ).fetchall()
+            baselines = dict(db.execute("SELECT name, last_up_at FROM target_baseline").fetchall())
+        except (sqlite3.Error, OSError) as exc:
+            self._failed("read", exc)
+            return [], {}
+        self._recovered()
+        return [_outage(row) for row in rows], baselines
+
+    def sync(self, outages: list[Outage], baselines: dict[str, float]) -> bool:
+        """Write these outages and baselines in one transaction; False (and logged once) on failure."""
+        try:
+            db = self._connection()
+            # The file can be deleted under us: sqlite would go on writing to the unlinked inode.
+            if not self.path.exists():
+                raise JournalError("the journal file was removed")
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                db.executemany(
+                    "INSERT INTO outages (id, scope, key, country, asn, started_at, ended_at, failures, "
+                    "evidence, targets) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(id) DO UPDATE "
+                    "SET ended_at = excluded.ended_at, failures = excluded.failures, "
+                    "evidence = excluded.evidence, targets = excluded.targets",
+                    [_row(outage) for outage in outages],
+                )
+                db.executemany(
+                    "INSERT INTO target_baseline (name, last_up_at) VALUES (?, ?) "
+                    "ON CONFLICT(name) DO UPDATE SET last_up_at = excluded.last_up_at",
+                    list(baselines.items()),
+                )
+                db.execute("COMMIT")
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+        except (sqlite3.Error, OSError, JournalError) as exc:
+            self._failed("write", exc)
+            return False
+        self._recovered()
+        return True
+
+    def close(self) -> None:
+        if self._db is not None:
+            self._db.close()
+            self._db = None
+
+    @staticmethod
+    def read(path: str | Path, since: float | None = None) -> list[Outage]:
+        """Outages that were open at any time after `since`, newest first (read-only)."""
+        path = Path(path)
+        if not path.exists():
+            raise JournalError(f"{path}: no such journal")
+        try:
+            db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=2.0)
+            try:
+                rows = db.execute(
+                    "SELECT id, scope, key, country, asn, started_at, ended_at, failures, evidence, targets "
+                    "FROM outages WHERE ended_at IS NULL OR ended_at >= ? ORDER BY started_at DESC",
+                    (since if since is not None else 0.0,),
+                ).fetchall()
+            finally:
+                db.close()
+        except sqlite3.Error as exc:
+            raise JournalError(f"{path}: {exc}") from None
+        return [_outage(row) for row in rows]
+
+
+def _row(outage: Outage) -> tuple[object, ...]:
+    return (
+        outage.id,
+        outage.scope.value,
+        outage.key,
+        outage.country,
+        outage.asn,
+        outage.started_at,
+        outage.ended_at,
+        outage.failures,
+        json.dumps(dict(outage.evidence)),
+        json.dumps(outage.targets),
+    )
+
+
+def _outage(row: tuple[object, ...]) -> Outage:
+    (id_, scope, key, country, asn, started_at, ended_at, failures, evidence, targets) = row
+    return Outage(
+        scope=Scope(str(scope)),
+        key=str(key),
+        country=country and str(country),
+        asn=int(asn) if asn is not None else None,  # type: ignore[call-overload]
+        started_at=float(started_at),
+        ended_at=None if ended_at is None else float(ended_at),  # type: ignore[arg-type]
+        failures=int(failures),
+        evidence=Counter(json.loads(str(evidence))),  # type: ignore[call-overload]
+        targets=list(json.loads(str(targets))),
+        id=str(id_),
+    )

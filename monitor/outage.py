@@ -1,0 +1,51 @@
+"""An outage: what went dark (scope and key), when, and the evidence gathered while it lasted."""
+
+from __future__ import annotations
+
+import uuid
+from collections import Counter
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+__all__ = ["Outage", "Scope"]
+
+
+class Scope(StrEnum):
+    SITE = "site"
+    NETWORK = "network"
+    COUNTRY = "country"
+    VANTAGE = "vantage"
+
+
+@dataclass(slots=True)
+class Outage:
+    scope: Scope
+    key: str  # target name, "KZ/AS9198", "KZ", or "vantage"
+    started_at: float
+    country: str | None = None
+    asn: int | None = None
+    targets: list[str] = field(default_factory=list)
+    ended_at: float | None = None
+    failures: int = 0
+    evidence: Counter[str] = field(default_factory=Counter)
+    id: str = field(default_factory=lambda: uuid.uuid4().hex)
+
+    @property
+    def open(self) -> bool:
+        return self.ended_at is None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "scope": self.scope.value,
+            "key": self.key,
+            "country": self.country,
+            "asn": self.asn,
+            "started_at": self.started_at,
+            "ended_at": self.ended_at,
+            "duration_seconds": None if self.ended_at is None else round(self.ended_at - self.started_at, 3),
+            "failures": self.failures,
+            "evidence": dict(self.evidence.most_common()),
+            "targets": self.targets,
+        }
