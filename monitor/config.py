@@ -257,7 +257,7 @@ class TargetEntry(_Strict):
     url: str | None = None
     dns: DNSQuery | None = None
     tcp: str | None = None
-    tls: str | None = None
+    tls_connect: str | None = None
     country: str = Field(pattern=r"^[A-Z]{2}$")
     category: str = Field(pattern=r"^[a-z][a-z0-9_]{0,31}$")
     asn: int | None = Field(default=None, ge=1, le=4294967295)
@@ -265,12 +265,10 @@ class TargetEntry(_Strict):
     interval: Duration | None = None
     timeout: Duration | None = None
     resolvers: list[ResolverEntry] | None = None
-    tls_options: TLSOptions | None = Field(default=None, alias="tls_config")
+    tls: TLSOptions | None = None
     http: HTTPOptions | None = None
     down_after: int | None = Field(default=None, ge=1, le=100)
     up_after: int | None = Field(default=None, ge=1, le=100)
-
-    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=False)
 
     @field_validator("url")
     @classmethod
@@ -286,7 +284,7 @@ class TargetEntry(_Strict):
             raise ValueError(f"{value!r}: {exc}") from None
         return value
 
-    @field_validator("tcp", "tls")
+    @field_validator("tcp", "tls_connect")
     @classmethod
     def _host_port(cls, value: str | None) -> str | None:
         if value is not None:
@@ -379,7 +377,6 @@ def parse_catalog(text: str, filename: str = "<config>") -> Catalog:
                 )
             ]
         )
-    data = _rename_tls_options(data)
     try:
         document = Document.model_validate(data)
     except ValidationError as exc:
@@ -431,31 +428,13 @@ def adhoc_target(catalog: Catalog, url: str) -> Target:
     return dataclasses.replace(_effective(entry, catalog.defaults, is_control=False), name=host[:64])
 
 
-def _rename_tls_options(data: dict[str, Any]) -> dict[str, Any]:
-    """`tls:` on a target is both "probe TLS on host:port" (a string) and "TLS options" (a
-    mapping); the model keeps them apart as `tls` and `tls_config`."""
-    renamed = dict(data)
-    for section in ("targets", "controls"):
-        entries = data.get(section)
-        if isinstance(entries, list):
-            renamed[section] = [
-                {
-                    ("tls_config" if key == "tls" and isinstance(value, dict) else key): value
-                    for key, value in entry.items()
-                }
-                if isinstance(entry, dict)
-                else entry
-                for entry in entries
-            ]
-    return renamed
-
-
 def _effective(entry: TargetEntry, defaults: Defaults, is_control: bool) -> Target:
-    kinds = {"url": entry.url, "dns": entry.dns, "tcp": entry.tcp, "tls": entry.tls}
+    kinds = {"url": entry.url, "dns": entry.dns, "tcp": entry.tcp, "tls_connect": entry.tls_connect}
     chosen = [key for key, value in kinds.items() if value is not None]
     if len(chosen) != 1:
         raise ValueError(
-            f"a target needs exactly one of url, dns, tcp, tls (has {', '.join(chosen) or 'none'})", "name"
+            f"a target needs exactly one of url, dns, tcp, tls_connect (has {', '.join(chosen) or 'none'})",
+            "name",
         )
     interval = entry.interval if entry.interval is not None else defaults.interval
     timeout = entry.timeout if entry.timeout is not None else defaults.timeout
@@ -475,7 +454,7 @@ def _effective(entry: TargetEntry, defaults: Defaults, is_control: bool) -> Targ
         kind, host, port = "dns", entry.dns.query, 53
     else:
         kind = "tcp" if entry.tcp is not None else "tls"
-        host, port = parse_host_port(entry.tcp or entry.tls or "")
+        host, port = parse_host_port(entry.tcp or entry.tls_connect or "")
     return Target(
         name=entry.name,
         kind=kind,
@@ -486,7 +465,7 @@ def _effective(entry: TargetEntry, defaults: Defaults, is_control: bool) -> Targ
         interval=interval,
         timeout=timeout,
         resolvers=tuple(entry.resolvers or defaults.resolvers),
-        tls=_merged(defaults.tls, entry.tls_options),
+        tls=_merged(defaults.tls, entry.tls),
         http=_merged(defaults.http, entry.http),
         bogon_networks=tuple(defaults.bogon_networks),
         down_after=entry.down_after or defaults.down_after,
@@ -508,7 +487,7 @@ def _merged(default: _Model, override: _Model | None) -> _Model:
 def _problems(exc: ValidationError, located: LocatedYAML, filename: str) -> list[ConfigProblem]:
     problems = []
     for error in exc.errors():
-        loc = tuple("tls" if part == "tls_config" else part for part in error["loc"])
+        loc = tuple(error["loc"])
         message = error["msg"].removeprefix("Value error, ")
         if error["type"] == "extra_forbidden":
             message = "unknown field"

@@ -1,0 +1,190 @@
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from monitor.config import SYSTEM, ConfigError, Nameserver, adhoc_target, load_catalog, parse_catalog
+from monitor.durations import format_duration, parse_duration
+
+REPO = Path(__file__).resolve().parents[1]
+
+GOOD = textwrap.dedent("""\
+    defaults:
+      {interval: 30s, timeout: 10s, resolvers: [system, "127.0.0.1:5353", "[::1]:53"], tls: {ca_file: null}}
+    targets:
+      - {name: kazinform, url: "https://www.inform.kz/", country: KZ, category: state_media,
+         http: {body_regex: "Kazinform"}, down_after: 5}
+      - {name: kz-registry-dns, dns: {query: "kz.", type: SOA}, country: KZ, category: dns}
+      - {name: alaport-tcp, tcp: "alaport.com:443", country: KZ, category: airport, interval: 1m}
+      - {name: alaport-tls, tls_connect: "alaport.com:443", country: KZ, category: airport,
+         tls: {insecure_skip_verify: true}}
+    controls:
+      - {name: ripe, url: "https://www.ripe.net/", country: NL, category: anything}
+""")
+
+
+def problems(text: str) -> list[str]:
+    with pytest.raises(ConfigError) as caught:
+        parse_catalog(textwrap.dedent(text), "targets.yaml")
+    return [str(problem) for problem in caught.value.problems]
+
+
+def test_the_issue_example_loads_with_defaults_applied() -> None:
+    catalog = parse_catalog(GOOD)
+    kazinform = catalog.by_name["kazinform"]
+    assert (kazinform.kind, kazinform.host, kazinform.port) == ("http", "www.inform.kz", 443)
+    assert kazinform.resolvers == (SYSTEM, Nameserver("127.0.0.1", 5353), Nameserver("::1", 53))
+    assert kazinform.http.body_regex == "Kazinform" and kazinform.http.max_redirects == 5
+    assert (kazinform.down_after, kazinform.up_after) == (5, 2)
+    assert catalog.by_name["alaport-tcp"].interval == 60.0
+    assert catalog.by_name["alaport-tls"].tls.insecure_skip_verify is True
+    assert catalog.by_name["kz-registry-dns"].dns.type == "SOA"
+    assert catalog.by_name["ripe"].is_control and catalog.by_name["ripe"].category == "control"
+
+
+def test_a_tls_connect_target_probes_the_handshake_only() -> None:
+    assert parse_catalog(GOOD).by_name["alaport-tls"].kind == "tls"
+
+
+def test_every_problem_is_reported_with_file_line_and_field() -> None:
+    found = problems("""\
+        defaults:
+          interval: 30
+          resolvers: ["dns.google"]
+        targets:
+          - name: a
+            url: ftp://x
+            country: kz
+            category: news
+          - name: b
+            tcp: "host"
+            country: KZ
+            category: news
+            bogus: 1
+        """)
+    assert found[0] == "targets.yaml:2: defaults.interval: write durations as strings like 30s, 1m or 1m30s"
+    assert found[1].startswith("targets.yaml:3: defaults.resolvers[0]: resolver 'dns.google' must be an IP")
+    assert found[2].startswith("targets.yaml:6: targets[0].url: 'ftp://x' is not an http:// or https://")
+    assert found[3].startswith("targets.yaml:7: targets[0].country:")
+    assert found[4] == "targets.yaml:10: targets[1].tcp: 'host' needs a port, like host:443"
+    assert found[5] == "targets.yaml:13: targets[1].bogus: unknown field"
+
+
+def test_duplicate_names_point_at_both_places() -> None:
+    found = problems("""\
+        targets:
+          - {name: a, tcp: "h:1", country: KZ, category: x}
+          - {name: a, tcp: "h:2", country: KZ, category: x}
+        """)
+    assert found == ["targets.yaml:3: targets[1].name: duplicate name 'a' (first at line 2)"]
+
+
+def test_a_target_needs_exactly_one_kind() -> None:
+    found = problems("""\
+        targets:
+          - {name: a, tcp: "h:1", url: "http://h/", country: KZ, category: x}
+          - {name: b, country: KZ, category: x}
+        """)
+    assert "exactly one of url, dns, tcp, tls_connect (has url, tcp)" in found[0]
+    assert found[1].startswith("targets.yaml:3:") and "(has none)" in found[1]
+
+
+def test_timeout_longer_than_interval_is_rejected() -> None:
+    found = problems("""\
+        targets:
+          - {name: a, tcp: "h:1", country: KZ, category: x, interval: 5s, timeout: 10s}
+        """)
+    assert found == ["targets.yaml:2: targets[0].timeout: timeout (10s) must not exceed the interval (5s)"]
+
+
+def test_yaml_syntax_errors_and_duplicate_keys_have_lines() -> None:
+    assert problems("targets:\n  - {name: a\n")[0].startswith("targets.yaml:3: yaml: invalid YAML")
+    assert problems("defaults: {}\ndefaults: {}\n") == ["targets.yaml:2: yaml: duplicate key 'defaults'"]
+
+
+def test_bad_regex_rcode_and_record_type_are_named() -> None:
+    found = problems("""\
+        targets:
+          - {name: a, url: "http://h/", country: KZ, category: x, http: {body_regex: "("}}
+          - {name: b, dns: {query: "kz.", type: BOGUS}, country: KZ, category: x}
+          - {name: c, dns: {query: "kz.", valid_rcodes: [NOPE]}, country: KZ, category: x}
+        """)
+    assert "targets[0].http.body_regex: invalid regular expression" in found[0]
+    assert "targets[1].dns.type: unknown DNS record type 'BOGUS'" in found[1]
+    assert "targets[2].dns.valid_rcodes: unknown DNS rcode 'NOPE'" in found[2]
+
+
+def test_analysis_thresholds_must_be_ordered() -> None:
+    found = problems("analysis: {shutdown_ratio: 0.9, degraded_ratio: 0.8}\n")
+    assert found == ["targets.yaml:1: analysis: shutdown_ratio must be lower than degraded_ratio"]
+
+
+def test_an_unreadable_file_is_a_config_error(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="cannot read"):
+        load_catalog(tmp_path / "missing.yaml")
+
+
+def test_adhoc_url_gets_the_catalog_defaults() -> None:
+    catalog = parse_catalog(GOOD)
+    target = adhoc_target(catalog, "http://example.test:8080/x")
+    assert (target.name, target.port, target.timeout, target.kind) == ("example.test", 8080, 10.0, "http")
+    with pytest.raises(ValueError, match="is not an http"):
+        adhoc_target(catalog, "gopher://x")
+
+
+@pytest.mark.parametrize(
+    ("text", "seconds"),
+    [("15s", 15), ("1m", 60), ("1m30s", 90), ("500ms", 0.5), ("1h", 3600), ("2d", 172800)],
+)
+def test_prometheus_durations(text: str, seconds: float) -> None:
+    assert parse_duration(text) == seconds
+    assert parse_duration(format_duration(seconds)) == seconds
+
+
+@pytest.mark.parametrize("text", ["", "15", "1.5s", "s", "1x", "m1"])
+def test_bad_durations_say_how_to_write_them(text: str) -> None:
+    with pytest.raises(ValueError, match="write it like 30s"):
+        parse_duration(text)
+
+
+def test_the_shipped_catalog_is_valid_and_has_what_the_issue_asks_for() -> None:
+    catalog = load_catalog(REPO / "targets.yaml")
+    categories = {target.category for target in catalog.targets}
+    assert {
+        "state_media",
+        "government",
+        "police_security",
+        "airport",
+        "telecom",
+        "bank",
+        "cctld_dns",
+        "media",
+    } <= categories
+    assert len(catalog.controls) >= 4
+    assert len({target.asn for target in catalog.controls}) == len(catalog.controls)
+    assert all(target.source for target in catalog.targets)
+    assert any(target.kind == "dns" for target in catalog.targets)
+
+
+def test_validate_command_exits_non_zero_with_the_problems(tmp_path: Path) -> None:
+    config = tmp_path / "bad.yaml"
+    config.write_text("targets:\n  - {name: a, tcp: nope, country: KZ, category: x}\n")
+    run = subprocess.run(
+        [sys.executable, "-m", "monitor", "validate", "--config", str(config)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert run.returncode == 2
+    assert f"{config}:2: targets[0].tcp: 'nope' needs a port, like nope:443" in run.stderr
+    good = subprocess.run(
+        [sys.executable, "-m", "monitor", "validate", "--config", str(REPO / "targets.yaml")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert good.returncode == 0 and "OK" in good.stdout
