@@ -1,0 +1,466 @@
+"""Checks of the deployment files: alert rules, Prometheus/Alertmanager configs, dashboards.
+
+promtool and amtool come from Debian's prometheus and prometheus-alertmanager packages; the
+tests that run them skip when they are missing.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+DEPLOY = ROOT / "deploy"
+RULES = DEPLOY / "rules" / "monitor-alerts.yml"
+RULE_TESTS = DEPLOY / "rules" / "monitor-alerts.test.yml"
+PROMETHEUS_CONFIG = DEPLOY / "prometheus.yml"
+ALERTMANAGER_CONFIG = DEPLOY / "alertmanager.yml"
+DASHBOARDS = ROOT / "dashboards"
+METRICS_DOC = ROOT / "docs" / "metrics.md"
+
+EXPECTED_UIDS = {
+    "country-overview.json": "shutdown-country-overview",
+    "target-detail.json": "shutdown-target-detail",
+    "monitor-health.json": "shutdown-monitor-health",
+}
+PANEL_DATASOURCE = {"type": "prometheus", "uid": "${datasource}"}
+# What the end-to-end test substitutes for Grafana's own variables before it runs an expr.
+GRAFANA_VARIABLES = {"$__rate_interval": "1m", "$__interval": "15s", "$__range": "1h"}
+OUTAGE_SCOPES = {"site", "network", "country"}
+STANDARD_METRICS = {"up", "ALERTS", "ALERTS_FOR_STATE"}
+STANDARD_PREFIXES = ("process_",)
+PROMQL_KEYWORDS = {
+    "by", "without", "on", "ignoring", "group_left", "group_right",
+    "and", "or", "unless", "bool", "offset", "inf", "nan",
+}  # fmt: skip
+
+
+# ------------------------------------------------------------------------------------ helpers
+
+
+def _tool(name: str) -> str:
+    path = shutil.which(name)
+    if path is None:
+        pytest.skip(f"{name} is not installed (Debian: apt-get install prometheus prometheus-alertmanager)")
+    return path
+
+
+def _run(*args: str | Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [str(a) for a in args], cwd=ROOT, capture_output=True, text=True, timeout=120, check=False
+    )
+
+
+def _assert_ok(result: subprocess.CompletedProcess[str]) -> None:
+    assert result.returncode == 0, f"{result.args}\n{result.stdout}\n{result.stderr}"
+
+
+def _yaml(path: Path) -> Any:
+    return yaml.safe_load(path.read_text())
+
+
+def _rules() -> list[dict[str, Any]]:
+    return [rule for group in _yaml(RULES)["groups"] for rule in group["rules"]]
+
+
+def _alerts() -> dict[str, dict[str, Any]]:
+    return {rule["alert"]: rule for rule in _rules() if "alert" in rule}
+
+
+def _dashboards() -> dict[str, dict[str, Any]]:
+    return {path.name: json.loads(path.read_text()) for path in sorted(DASHBOARDS.glob("*.json"))}
+
+
+def _panels(panels: list[dict[str, Any]]) -> Iterator[dict[str, Any]]:
+    for panel in panels:
+        if panel.get("type") == "row":
+            yield from _panels(panel.get("panels", []))
+        else:
+            yield panel
+
+
+def _all_panels() -> Iterator[tuple[str, dict[str, Any]]]:
+    for name, board in _dashboards().items():
+        for panel in _panels(board["panels"]):
+            yield f"{name}: {panel.get('title')!r}", panel
+
+
+def _exprs(node: Any) -> Iterator[str]:
+    """Every `expr` in a dashboard: panel targets and annotation queries."""
+    if isinstance(node, dict):
+        for key, value in node.items():
+            if key == "expr" and isinstance(value, str):
+                yield value
+            else:
+                yield from _exprs(value)
+    elif isinstance(node, list):
+        for value in node:
+            yield from _exprs(value)
+
+
+def _dashboard_exprs() -> list[tuple[str, str]]:
+    return [(name, expr) for name, board in _dashboards().items() for expr in _exprs(board)]
+
+
+def _variables(board: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {var["name"]: var for var in board["templating"]["list"]}
+
+
+def _variable_query(var: dict[str, Any]) -> str:
+    query = var.get("query", "")
+    return query.get("query", "") if isinstance(query, dict) else query
+
+
+def _substitute(expr: str) -> str:
+    """What Grafana sends with every template variable at All (`.*`)."""
+    for variable, value in GRAFANA_VARIABLES.items():
+        expr = expr.replace(variable, value)
+    return re.sub(r"\$\{?\w+\}?", ".*", expr)
+
+
+def _metric_names(expr: str) -> set[str]:
+    """Metric names in a PromQL expression: identifiers that are not functions, keywords or labels."""
+    expr = re.sub(r'"(?:[^"\\]|\\.)*"|`[^`]*`', '""', expr)
+    expr = re.sub(r"\{[^}]*\}|\[[^\]]*\]", "", expr)
+    expr = re.sub(r"\b(by|without|on|ignoring|group_left|group_right)\s*\([^)]*\)", " ", expr)
+    names = set()
+    for match in re.finditer(r"(?<![\w.$])[A-Za-z_:][\w:]*", expr):
+        if expr[match.end() :].lstrip().startswith("(") or match.group().lower() in PROMQL_KEYWORDS:
+            continue
+        names.add(match.group())
+    return names
+
+
+def _documented_metrics() -> set[str]:
+    names = set(re.findall(r"^\| `([a-zA-Z_:][\w:]*)` \| (\w+)", METRICS_DOC.read_text(), re.M))
+    documented = {name for name, _ in names}
+    for name, kind in names:
+        if kind == "histogram":
+            documented |= {f"{name}_bucket", f"{name}_sum", f"{name}_count"}
+    return documented
+
+
+def _is_known_metric(name: str, documented: set[str]) -> bool:
+    return name in documented or name in STANDARD_METRICS or name.startswith(STANDARD_PREFIXES)
+
+
+# ------------------------------------------------------------------------------- alert rules
+
+
+def test_alert_rules_pass_promtool_check() -> None:
+    _assert_ok(_run(_tool("promtool"), "check", "rules", RULES))
+
+
+def test_alert_rule_unit_tests_pass() -> None:
+    _assert_ok(_run(_tool("promtool"), "test", "rules", RULE_TESTS))
+
+
+def test_every_alert_has_a_firing_case_and_a_silent_case() -> None:
+    cases: dict[str, set[bool]] = {}
+    for group in _yaml(RULE_TESTS)["tests"]:
+        for case in group.get("alert_rule_test", []):
+            cases.setdefault(case["alertname"], set()).add(bool(case.get("exp_alerts")))
+    for alert in _alerts():
+        assert cases.get(alert) == {True, False}, f"{alert}: needs a firing and an exp_alerts: [] case"
+
+
+def test_required_alerts_exist() -> None:
+    required = {
+        "TargetDown", "NetworkOutage", "CountryShutdown", "CountryDegraded", "VantageOffline",
+        "CertificateExpiringSoon", "ProbeSlow", "ConfigReloadFailed", "MonitorDown",
+        "MonitorNoScrapes", "JournalUnhealthy", "ScheduleLagHigh",
+    }  # fmt: skip
+    assert required <= set(_alerts())
+
+
+def test_every_alert_has_severity_scope_and_actionable_annotations() -> None:
+    for name, rule in _alerts().items():
+        assert rule["labels"]["severity"] in {"warning", "critical"}, name
+        assert rule["labels"]["scope"] in OUTAGE_SCOPES | {"vantage", "monitor"}, name
+        assert rule["annotations"]["summary"].strip(), name
+        assert len(rule["annotations"]["description"]) > 80, name
+
+
+def test_outage_alerts_are_gated_on_the_vantage_being_online() -> None:
+    for name, rule in _alerts().items():
+        if rule["labels"]["scope"] in OUTAGE_SCOPES:
+            assert re.search(r"and on\s*\((vantage)?\)\s*monitor_vantage_online == 1", rule["expr"]), (
+                f"{name} must be gated with `and on(vantage) monitor_vantage_online == 1`"
+            )
+
+
+def test_only_vantage_offline_has_the_vantage_scope() -> None:
+    vantage = [name for name, rule in _alerts().items() if rule["labels"]["scope"] == "vantage"]
+    assert vantage == ["VantageOffline"]
+
+
+# ------------------------------------------------------------------------------- prometheus
+
+
+def test_prometheus_config_passes_promtool_check() -> None:
+    _assert_ok(_run(_tool("promtool"), "check", "config", PROMETHEUS_CONFIG))
+
+
+def test_prometheus_loads_the_alert_rules_and_sends_to_alertmanager() -> None:
+    config = _yaml(PROMETHEUS_CONFIG)
+    rule_files = [(PROMETHEUS_CONFIG.parent / path).resolve() for path in config["rule_files"]]
+    assert rule_files == [RULES.resolve()]
+    targets = config["alerting"]["alertmanagers"][0]["static_configs"][0]["targets"]
+    assert targets == ["alertmanager:9093"]
+
+
+def test_prometheus_scrapes_the_monitor_every_15s() -> None:
+    jobs = {job["job_name"]: job for job in _yaml(PROMETHEUS_CONFIG)["scrape_configs"]}
+    job = jobs["shutdown-monitor"]
+    assert job["scrape_interval"] == "15s"
+    assert job["static_configs"][0]["targets"] == ["monitor:9143"]
+
+
+def test_probe_job_uses_the_multi_target_pattern() -> None:
+    jobs = {job["job_name"]: job for job in _yaml(PROMETHEUS_CONFIG)["scrape_configs"]}
+    job = jobs["shutdown-monitor-probe"]
+    assert job["metrics_path"] == "/probe"
+    names = job["static_configs"][0]["targets"]
+    assert names and all(":" not in name and "/" not in name for name in names)
+    steps = [
+        (tuple(step.get("source_labels", ())), step["target_label"], step.get("replacement"))
+        for step in job["relabel_configs"]
+    ]
+    assert steps == [
+        (("__address__",), "__param_target", None),
+        (("__param_target",), "instance", None),
+        ((), "__address__", "monitor:9143"),
+    ]
+
+
+# ------------------------------------------------------------------------------ alertmanager
+
+
+def test_alertmanager_config_passes_amtool_check() -> None:
+    _assert_ok(_run(_tool("amtool"), "check-config", ALERTMANAGER_CONFIG))
+
+
+@pytest.mark.parametrize(
+    ("labels", "receiver"),
+    [
+        (["alertname=CountryShutdown", "scope=country", "country=KZ"], "outages"),
+        (["alertname=TargetDown", "scope=site", "country=KZ"], "outages"),
+        (["alertname=VantageOffline", "scope=vantage"], "operator"),
+        (["alertname=MonitorDown", "scope=monitor"], "operator"),
+    ],
+)
+def test_outages_and_operator_alerts_reach_their_own_receivers(labels: list[str], receiver: str) -> None:
+    result = _run(
+        _tool("amtool"), "config", "routes", "test", f"--config.file={ALERTMANAGER_CONFIG}", *labels
+    )
+    _assert_ok(result)
+    assert result.stdout.split() == [receiver]
+
+
+def test_alertmanager_groups_by_alertname_and_country() -> None:
+    assert _yaml(ALERTMANAGER_CONFIG)["route"]["group_by"] == ["alertname", "country"]
+
+
+def test_vantage_offline_inhibits_site_network_and_country_alerts() -> None:
+    rules = _yaml(ALERTMANAGER_CONFIG)["inhibit_rules"]
+    assert {
+        "source_matchers": ['alertname="VantageOffline"'],
+        "target_matchers": ['scope=~"site|network|country"'],
+        "equal": ["vantage"],
+    } in rules
+
+
+def test_country_shutdown_inhibits_the_alerts_it_explains() -> None:
+    rules = _yaml(ALERTMANAGER_CONFIG)["inhibit_rules"]
+    inhibited = {
+        alert
+        for rule in rules
+        if rule["source_matchers"] == ['alertname="CountryShutdown"']
+        for matcher in rule["target_matchers"]
+        for alert in re.fullmatch(r'alertname=~?"([\w|]+)"', matcher).group(1).split("|")
+    }
+    assert inhibited == {"TargetDown", "NetworkOutage", "CountryDegraded"}
+
+
+def test_alert_labels_used_by_alertmanager_exist_on_the_alerts() -> None:
+    alerts = _alerts()
+    assert {"VantageOffline", "CountryShutdown"} <= set(alerts)
+    scopes = {rule["labels"]["scope"] for rule in alerts.values()}
+    assert scopes >= OUTAGE_SCOPES
+
+
+# -------------------------------------------------------------------------------- dashboards
+
+
+def test_dashboards_have_unique_stable_uids() -> None:
+    uids = {name: board.get("uid") for name, board in _dashboards().items()}
+    assert uids == EXPECTED_UIDS
+    assert len(set(uids.values())) == len(uids)
+
+
+def test_dashboards_use_the_datasource_variable_not_import_placeholders() -> None:
+    for name, board in _dashboards().items():
+        text = json.dumps(board)
+        assert "__inputs" not in board and "${DS_" not in text, name
+        variable = _variables(board)["datasource"]
+        assert (variable["type"], variable["query"]) == ("datasource", "prometheus"), name
+
+
+def test_every_panel_and_query_uses_the_datasource_variable() -> None:
+    for where, panel in _all_panels():
+        assert panel.get("datasource") == PANEL_DATASOURCE, where
+        for target in panel.get("targets", []):
+            assert target.get("datasource", PANEL_DATASOURCE) == PANEL_DATASOURCE, where
+
+
+def test_every_panel_has_a_query() -> None:
+    for where, panel in _all_panels():
+        exprs = [target.get("expr", "").strip() for target in panel.get("targets", [])]
+        assert exprs and all(exprs), where
+
+
+def test_dashboards_have_chained_multi_select_country_category_target_variables() -> None:
+    for name, board in _dashboards().items():
+        variables = _variables(board)
+        for var_name in ("country", "category", "target"):
+            var = variables[var_name]
+            assert var["type"] == "query", (name, var_name)
+            assert var["datasource"] == PANEL_DATASOURCE, (name, var_name)
+            assert var["multi"] and var["includeAll"], (name, var_name)
+            assert _variable_query(var).startswith("label_values("), (name, var_name)
+        assert '=~"$country"' in _variable_query(variables["category"]), name
+        assert {'=~"$country"', '=~"$category"'} <= {
+            m.group() for m in re.finditer(r'=~"\$\w+"', _variable_query(variables["target"]))
+        }, name
+
+
+def test_dashboard_queries_use_only_defined_and_known_grafana_variables() -> None:
+    for name, board in _dashboards().items():
+        defined = set(_variables(board))
+        for expr in _exprs(board):
+            assert "${" not in expr, (name, expr)
+            for match in re.finditer(r"\$(\w+)", expr):
+                if match.group(1).startswith("__"):
+                    assert match.group() in GRAFANA_VARIABLES, (name, expr)
+                else:
+                    assert match.group(1) in defined, (name, expr)
+                    assert expr[: match.start()].endswith('=~"'), (name, expr)
+
+
+def test_dashboard_queries_parse_as_promql_with_every_variable_at_all(tmp_path: Path) -> None:
+    promtool = _tool("promtool")
+    exprs = sorted({_substitute(expr) for _, expr in _dashboard_exprs()})
+    rules = [{"record": f"dashboard:expr_{i}", "expr": expr} for i, expr in enumerate(exprs)]
+    path = tmp_path / "dashboard-exprs.yml"
+    path.write_text(yaml.safe_dump({"groups": [{"name": "dashboards", "rules": rules}]}))
+    _assert_ok(_run(promtool, "check", "rules", path))
+
+
+def test_datasource_provisioning_points_at_prometheus_with_uid_prometheus() -> None:
+    provisioning = _yaml(DASHBOARDS / "provisioning" / "datasources" / "prometheus.yml")
+    (source,) = provisioning["datasources"]
+    assert (source["type"], source["uid"], source["url"]) == (
+        "prometheus", "prometheus", "http://prometheus:9090"
+    )  # fmt: skip
+
+
+def test_dashboard_provider_reads_the_directory_compose_mounts_the_dashboards_at() -> None:
+    provisioning = _yaml(DASHBOARDS / "provisioning" / "dashboards" / "monitor.yml")
+    (provider,) = provisioning["providers"]
+    assert provider["type"] == "file"
+    grafana = _yaml(ROOT / "docker-compose.yml")["services"]["grafana"]
+    assert f"./dashboards:{provider['options']['path']}:ro" in grafana["volumes"]
+
+
+# ------------------------------------------------------------------------------ metric names
+
+
+def test_metric_name_parser_skips_functions_keywords_labels_and_durations() -> None:
+    expr = (
+        'histogram_quantile(0.99, sum by (le, job) (rate(a_bucket{x=~"$y"}[$__rate_interval])))'
+        " > 5 and on(vantage) b == 1 or topk by (target) (1, c offset 5m) * 1e3"
+    )
+    assert _metric_names(expr) == {"a_bucket", "b", "c"}
+
+
+def test_every_metric_in_rules_and_dashboards_is_documented() -> None:
+    documented = _documented_metrics()
+    assert "monitor_target_up" in documented and "monitor_schedule_lag_seconds_bucket" in documented
+    exprs = [(f"rule {rule.get('alert')}", rule["expr"]) for rule in _rules()]
+    for rule in _rules():
+        for annotation in rule.get("annotations", {}).values():
+            exprs += [(f"rule {rule['alert']}", q) for q in re.findall(r"printf `([^`]*)`", annotation)]
+    exprs += _dashboard_exprs()
+    for name, board in _dashboards().items():
+        for var in board["templating"]["list"]:
+            query = re.match(r"label_values\(\s*([\w:]+(\{[^}]*\})?)", _variable_query(var))
+            if query:
+                exprs.append((name, query.group(1)))
+    unknown = {
+        (where, metric)
+        for where, expr in exprs
+        for metric in _metric_names(expr)
+        if not _is_known_metric(metric, documented)
+    }
+    assert not unknown, f"not in docs/metrics.md: {sorted(unknown)}"
+
+
+# ------------------------------------------------------------------------- image and compose
+
+
+def test_image_runs_as_uid_10001_and_checks_healthz_on_the_exposed_port() -> None:
+    dockerfile = (ROOT / "Dockerfile").read_text()
+    assert re.search(r"^FROM python:3\.11-slim\b", dockerfile, re.M)
+    assert re.search(r"^USER 10001(:10001)?$", dockerfile, re.M)
+    assert re.search(r"^EXPOSE 9143$", dockerfile, re.M)
+    assert "http://127.0.0.1:9143/healthz" in dockerfile
+    assert re.search(r'^ENTRYPOINT \["monitor"\]$', dockerfile, re.M)
+
+
+def test_docker_build_context_includes_what_the_dockerfile_copies() -> None:
+    ignore = (ROOT / ".dockerignore").read_text().split()
+    for path in ("pyproject.toml", "README.md", "monitor/"):
+        assert f"!{path}" in ignore
+
+
+def test_monitor_container_runs_read_only_without_capabilities() -> None:
+    monitor = _yaml(ROOT / "docker-compose.yml")["services"]["monitor"]
+    assert monitor["read_only"] is True
+    assert monitor["cap_drop"] == ["ALL"]
+    assert "/tmp" in monitor["tmpfs"]
+    assert "./targets.yaml:/etc/monitor/targets.yaml:ro" in monitor["volumes"]
+
+
+def test_compose_mounts_deploy_and_dashboard_files_that_exist() -> None:
+    services = _yaml(ROOT / "docker-compose.yml")["services"]
+    sources = [
+        volume.split(":")[0]
+        for service in services.values()
+        for volume in service.get("volumes", [])
+        if volume.startswith(("./deploy", "./dashboards"))
+    ]
+    assert len(sources) >= 5
+    for source in sources:
+        assert (ROOT / source).exists(), source
+
+
+def test_prometheus_scrapes_the_compose_services_by_name() -> None:
+    services = set(_yaml(ROOT / "docker-compose.yml")["services"])
+    config = _yaml(PROMETHEUS_CONFIG)
+    hosts = {
+        target.split(":")[0]
+        for job in config["scrape_configs"]
+        if job["job_name"] != "shutdown-monitor-probe"
+        for static in job["static_configs"]
+        for target in static["targets"]
+    }
+    assert hosts - {"localhost"} <= services
+    assert {"monitor", "alertmanager", "prometheus", "grafana"} <= services
