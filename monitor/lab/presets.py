@@ -1,0 +1,119 @@
+"""Ready-made simulated countries: Kazakhstan in January 2022, and N synthetic hosts."""
+
+from __future__ import annotations
+
+import itertools
+from typing import Any
+
+from monitor.lab.internet import SimulatedInternet
+from monitor.lab.topology import CONTROL_CATEGORY, HostKind, LabHost, LabNetwork
+from monitor.lab.web import Mode
+
+__all__ = [
+    "CONTROL_HOSTS",
+    "CONTROL_NETWORKS",
+    "KAZAKHSTAN_HOSTS",
+    "KAZAKHSTAN_NETWORKS",
+    "KAZAKHSTAN_STAYS_UP",
+    "kazakhstan",
+    "synthetic",
+]
+
+KAZAKHTELECOM, KCELL, TELE2, BEELINE, TRANSTELECOM, PS_HOSTING = (
+    9198, 29355, 48503, 21299, 41798, 35104)
+
+KAZAKHSTAN_NETWORKS = (
+    LabNetwork(KAZAKHTELECOM, "KAZTELECOM-AS", "KZ"),
+    LabNetwork(KCELL, "KCELL-AS", "KZ"),
+    LabNetwork(TELE2, "TELE2-KZ-AS", "KZ"),
+    LabNetwork(BEELINE, "KARTEL-AS (Beeline)", "KZ"),
+    LabNetwork(TRANSTELECOM, "TRANSTELECOM-AS", "KZ"),
+    LabNetwork(PS_HOSTING, "PSINTERNET-AS (hosting)", "KZ"),
+)
+
+CONTROL_NETWORKS = (
+    LabNetwork(13335, "CLOUDFLARENET", "US"),
+    LabNetwork(15169, "GOOGLE", "US"),
+    LabNetwork(19281, "QUAD9-1", "CH"),
+    LabNetwork(3333, "RIPE-NCC-AS", "NL"),
+    LabNetwork(14907, "WIKIMEDIA", "US"),
+)
+
+
+def _kz(name: str, domain: str, category: str, asn: int, kind: HostKind = HostKind.HTTPS,
+        **extra: Any) -> LabHost:
+    return LabHost(name, "KZ", category, asn, kind, domain=domain, **extra)
+
+
+KAZAKHSTAN_HOSTS = (
+    _kz("kazinform", "inform.kz", "state_media", KAZAKHTELECOM),
+    _kz("khabar", "khabar.kz", "state_media", KAZAKHTELECOM),
+    _kz("kaztrk", "kaztrk.kz", "state_media", TRANSTELECOM),
+    _kz("egov", "egov.kz", "government", KAZAKHTELECOM),
+    _kz("gov", "gov.kz", "government", KAZAKHTELECOM),
+    _kz("primeminister", "primeminister.kz", "government", KAZAKHTELECOM),
+    # Geo-blocked: unreachable from abroad even on a normal day.
+    _kz("akorda", "akorda.kz", "government", TRANSTELECOM, initial_mode=Mode.BLACKHOLE),
+    _kz("parlam", "parlam.kz", "government", PS_HOSTING, HostKind.HTTP),
+    _kz("knb", "knb.kz", "police_security", KAZAKHTELECOM),
+    _kz("police", "police.kz", "police_security", TRANSTELECOM),
+    _kz("alaport-tcp", "alaport.com", "airport", BEELINE, HostKind.TCP),
+    _kz("astana-airport", "astanaairport.com", "airport", KAZAKHTELECOM),
+    _kz("kazakhtelecom", "telecom.kz", "telecom", KAZAKHTELECOM),
+    _kz("kcell", "kcell.kz", "telecom", KCELL),
+    _kz("tele2", "tele2.kz", "telecom", TELE2),
+    _kz("beeline", "beeline.kz", "telecom", BEELINE),
+    _kz("transtelecom", "ttc.kz", "telecom", TRANSTELECOM, HostKind.HTTP),
+    _kz("nationalbank", "nationalbank.kz", "bank", KAZAKHTELECOM),
+    _kz("halykbank", "halykbank.kz", "bank", PS_HOSTING),
+    _kz("kaspi", "kaspi.kz", "bank", PS_HOSTING, declare_asn=False),
+    _kz("tengrinews", "tengrinews.kz", "media", PS_HOSTING, declare_asn=False),
+    _kz("nur", "nur.kz", "media", TELE2, declare_asn=False),
+    _kz("zakon", "zakon.kz", "media", KCELL),
+    _kz("vlast", "vlast.kz", "media", BEELINE, HostKind.HTTP, declare_asn=False),
+    _kz("kz-registry-dns", "kz", "cctld_dns", KAZAKHTELECOM, HostKind.DNS),
+)
+
+CONTROL_HOSTS = (
+    LabHost("control-cloudflare", "US", CONTROL_CATEGORY, 13335, domain="one.one.one.one"),
+    LabHost("control-google", "US", CONTROL_CATEGORY, 15169, domain="www.google.com"),
+    LabHost("control-quad9", "CH", CONTROL_CATEGORY, 19281, domain="www.quad9.net"),
+    LabHost("control-ripe", "NL", CONTROL_CATEGORY, 3333, domain="www.ripe.net"),
+    LabHost("control-wikipedia", "US", CONTROL_CATEGORY, 14907, domain="www.wikipedia.org"),
+)
+
+# Sites that stayed reachable through the January 2022 shutdown.
+KAZAKHSTAN_STAYS_UP = ("nationalbank", "primeminister")
+
+
+def kazakhstan(**options: Any) -> SimulatedInternet:
+    """Kazakhstan, January 2022: 25 targets over six national networks, five controls abroad.
+
+    A shutdown: `await net.set_country("KZ", Mode.BLACKHOLE, except_hosts=KAZAKHSTAN_STAYS_UP)`.
+    `options` go to SimulatedInternet (ports, workdir, ...).
+    """
+    return SimulatedInternet((*KAZAKHSTAN_HOSTS, *CONTROL_HOSTS),
+                             (*KAZAKHSTAN_NETWORKS, *CONTROL_NETWORKS), **options)
+
+
+_SYNTHETIC_CATEGORIES = ("state_media", "government", "police_security", "airport", "telecom",
+                         "bank", "media")
+_SYNTHETIC_KINDS = (HostKind.HTTPS, HostKind.HTTPS, HostKind.HTTPS, HostKind.HTTP, HostKind.TCP)
+
+
+def synthetic(n_hosts: int, **options: Any) -> SimulatedInternet:
+    """`n_hosts` generated targets spread over the Kazakh networks, plus the five controls.
+
+    Sites share one server per network (server_per_host=False) so thousands stay cheap.
+    """
+    if n_hosts < 1:
+        raise ValueError("need at least one host")
+    asns = itertools.cycle(network.asn for network in KAZAKHSTAN_NETWORKS)
+    categories = itertools.cycle(_SYNTHETIC_CATEGORIES)
+    kinds = itertools.cycle(_SYNTHETIC_KINDS)
+    hosts = [_kz(f"site{i:05d}", f"site{i:05d}.kz", next(categories), next(asns), next(kinds),
+                 declare_asn=i % 4 != 0)
+             for i in range(n_hosts)]
+    options.setdefault("server_per_host", False)
+    return SimulatedInternet((*hosts, *CONTROL_HOSTS), (*KAZAKHSTAN_NETWORKS, *CONTROL_NETWORKS),
+                             **options)
