@@ -52,14 +52,17 @@ class Failure(StrEnum):
     HTTP_PROTOCOL_ERROR = "http_protocol_error"
 
 
+_MAX_DETAIL = 300
+
+
 class ProbeFailure(Exception):
     """Raised inside a probe to end it with one failure string; `detail` is for humans only."""
 
     def __init__(self, failure: Failure, phase: Phase, detail: str = "") -> None:
-        super().__init__(f"{failure}: {detail}" if detail else str(failure))
+        super().__init__(f"{failure}: {detail[:_MAX_DETAIL]}" if detail else str(failure))
         self.failure = failure
         self.phase = phase
-        self.detail = detail
+        self.detail = detail[:_MAX_DETAIL]  # error text can carry a hostile server's megabyte
 
 
 _TIMEOUT_BY_PHASE = {

@@ -189,12 +189,24 @@ async def _read_capped(response: aiohttp.ClientResponse, limit: int, trace: Prob
 def _classify(exc: aiohttp.ClientError, phase: Phase) -> ProbeFailure:
     if phase not in (Phase.PROCESSING, Phase.TRANSFER):
         phase = Phase.PROCESSING
-    if isinstance(exc, aiohttp.ClientResponseError) and isinstance(exc.__cause__, LineTooLong):
+    if isinstance(exc, aiohttp.ClientResponseError) and (
+        _caused_by(exc, LineTooLong) or "Too many headers" in str(exc)
+    ):
         return ProbeFailure(Failure.HTTP_TOO_LARGE, phase, f"response headers too large: {exc.message}")
-    if isinstance(exc, aiohttp.ClientResponseError) and "Too many headers" in str(exc):
-        return ProbeFailure(Failure.HTTP_TOO_LARGE, phase, str(exc))
     if isinstance(exc, aiohttp.ServerDisconnectedError | aiohttp.ClientPayloadError):
         return ProbeFailure(Failure.HTTP_RESET, phase, f"connection closed mid-response: {exc}")
     if isinstance(exc, aiohttp.ClientOSError):
         return ProbeFailure(failure_for_os_error(exc, phase), phase, str(exc))
     return ProbeFailure(Failure.HTTP_PROTOCOL_ERROR, phase, str(exc))
+
+
+def _caused_by(exc: BaseException, kind: type[BaseException]) -> bool:
+    """aiohttp wraps parser errors twice; look down the whole chain."""
+    seen: BaseException | None = exc
+    for _ in range(5):
+        if seen is None:
+            return False
+        if isinstance(seen, kind):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
