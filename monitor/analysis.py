@@ -12,6 +12,9 @@ probe. The rules, in the order they are applied:
 3. Network: every normally reachable target of one ASN (at least `min_network_targets`) down while
    the country as a whole is not in shutdown.
 4. Site: a target down for `settle` seconds that no network or country outage explains.
+
+`settle` (by default `interval * (down_after + 1) + timeout`) is how long a site or network must
+have been failing before its outage opens, so that a wider event has time to show first.
 """
 
 from __future__ import annotations
@@ -91,11 +94,7 @@ class Analyzer:
             (target.interval * max(target.down_after, target.up_after) for target in catalog.targets),
             default=0.0,
         )
-        self.settle = (
-            self.options.settle
-            if self.options.settle is not None
-            else max((target.interval for target in catalog.targets), default=0.0)
-        )
+        self.settle = self.options.settle if self.options.settle is not None else _default_settle(catalog)
         self.warmup_until = max(self.warmup_until, self.clock() + longest + self.settle)
         self.asn_resolver = ASNResolver(catalog.asn_lookup, catalog.resolvers)
         for key, outage in list(self.open.items()):
@@ -280,8 +279,8 @@ class Analyzer:
                 key = (Scope.NETWORK, f"{country}/AS{asn}")
                 all_down = all(self.states[target.name].health is Health.DOWN for target in network)
                 if all_down and len(network) >= self.options.min_network_targets and key not in self.open:
-                    if not country_dark:
-                        started = max(self._streak_start(target) for target in network)
+                    started = max(self._streak_start(target) for target in network)
+                    if not country_dark and now - started >= self.settle:
                         names = sorted(target.name for target in network)
                         self._open(
                             Outage(Scope.NETWORK, key[1], started, country=country, asn=asn, targets=names),
@@ -441,6 +440,15 @@ class Analyzer:
 
     def outages(self) -> list[Outage]:
         return sorted([*self.open.values(), *self._closed_unsynced], key=lambda outage: -outage.started_at)
+
+
+def _default_settle(catalog: Catalog) -> float:
+    """Long enough after a target's first failure for every other target to have been probed
+    `down_after` times too, so that a wider event shows before a site or network outage opens."""
+    return max(
+        (target.interval * (target.down_after + 1) + target.timeout for target in catalog.targets),
+        default=0.0,
+    )
 
 
 def _ratios_by_category(up: list[Target], down: list[Target]) -> dict[str, float]:

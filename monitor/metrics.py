@@ -61,7 +61,7 @@ def result_families(rows: Iterable[tuple[Target, ProbeResult]]) -> Iterator[Metr
         "probe_tls_version_info", "Negotiated TLS version", labels=(*TARGET_LABELS, "version")
     )
     answers = GaugeMetricFamily(
-        "probe_dns_answer_count", "Records in the last DNS answer", labels=TARGET_LABELS
+        "probe_dns_answer_rrs", "Records in the last DNS answer", labels=TARGET_LABELS
     )
     finished = GaugeMetricFamily(
         "probe_last_timestamp_seconds", "Unix time the last probe finished", labels=TARGET_LABELS

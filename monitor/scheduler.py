@@ -62,6 +62,7 @@ class Scheduler:
         self._limit = asyncio.Semaphore(max_concurrency)
         self._targets: dict[str, Target] = {}
         self._tasks: set[asyncio.Task[None]] = set()
+        self._stopping = False
         self._apscheduler = AsyncIOScheduler(
             timezone=UTC, job_defaults={"max_instances": 1, "coalesce": True, "misfire_grace_time": None}
         )
@@ -115,6 +116,10 @@ class Scheduler:
                 jitter = random.uniform(0, min(_MAX_JITTER_SECONDS, target.interval * _JITTER_FRACTION))
                 await asyncio.sleep(jitter)
                 await self._run_probe(target)
+        except asyncio.CancelledError:
+            if not self._stopping:
+                raise
+            # Cancelled by stop(): end quietly instead of letting apscheduler log a traceback.
         finally:
             self._tasks.discard(task)
 
@@ -123,6 +128,7 @@ class Scheduler:
 
     async def stop(self, grace: float = 2.0) -> None:
         """Stop firing; give running probes `grace` seconds, then cancel them."""
+        self._stopping = True
         with contextlib.suppress(Exception):
             self._apscheduler.shutdown(wait=False)
         if self._tasks:
