@@ -241,6 +241,17 @@ def test_probe_job_uses_the_multi_target_pattern() -> None:
     ]
 
 
+def test_probe_job_targets_are_names_in_the_catalog() -> None:
+    catalog_path = ROOT / "targets.yaml"
+    if not catalog_path.exists():
+        pytest.skip("no targets.yaml in the repository")
+    catalog = _yaml(catalog_path)
+    names = {entry["name"] for key in ("targets", "controls") for entry in catalog.get(key) or []}
+    jobs = {job["job_name"]: job for job in _yaml(PROMETHEUS_CONFIG)["scrape_configs"]}
+    probed = set(jobs["shutdown-monitor-probe"]["static_configs"][0]["targets"])
+    assert probed <= names, f"not in targets.yaml: {sorted(probed - names)}"
+
+
 # ------------------------------------------------------------------------------ alertmanager
 
 
