@@ -9,8 +9,11 @@ import json
 import logging
 import signal
 import sys
+import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 from aiohttp import web
 
@@ -20,6 +23,9 @@ from monitor.durations import format_duration, parse_duration
 from monitor.failures import Phase
 from monitor.journal import Journal, JournalError
 from monitor.result import ProbeResult
+
+if TYPE_CHECKING:
+    from monitor.daemon import Monitor
 
 __all__ = ["main"]
 
@@ -69,6 +75,15 @@ def _parser() -> argparse.ArgumentParser:
     outages.add_argument("--json", action="store_true", help="print JSON instead of a table")
     outages.set_defaults(command=_outages)
 
+    demo = commands.add_parser("demo", help="replay the 2022 Kazakhstan shutdown on a simulated internet")
+    demo.add_argument("--listen", default="127.0.0.1:9143", help="HOST:PORT to serve on")
+    demo.add_argument("--phase-seconds", type=float, default=60.0, help="length of one phase of the timeline")
+    demo.add_argument("--interval", default="5s", help="probe interval (default 5s)")
+    demo.add_argument("--timeout", default="3s", help="probe timeout (default 3s)")
+    demo.add_argument("--state", help="keep the outage journal in this file (default: a temporary one)")
+    demo.add_argument("--once", action="store_true", help="play the timeline once and exit")
+    demo.set_defaults(command=_demo)
+
     validate = commands.add_parser("validate", help="check targets.yaml without touching the network")
     validate.add_argument("--config", required=True)
     validate.set_defaults(command=_validate)
@@ -90,28 +105,91 @@ def _run(args: argparse.Namespace) -> int:
 
 async def _serve(args: argparse.Namespace, host: str, port: int) -> None:
     from monitor.daemon import Monitor
-    from monitor.web import build_app
 
     monitor = Monitor(args.config, state_path=args.state, max_concurrency=args.max_concurrency)
+    async with _serving(monitor, host, port, args.enable_lifecycle) as stopping:
+        await stopping.wait()
+
+
+@contextlib.asynccontextmanager
+async def _serving(
+    monitor: Monitor, host: str, port: int, enable_lifecycle: bool
+) -> AsyncIterator[asyncio.Event]:
+    """Start probing and serving; yield an event set by SIGTERM or SIGINT; stop cleanly."""
+    from monitor.web import build_app
+
     await monitor.start()
-    runner = web.AppRunner(build_app(monitor, enable_lifecycle=args.enable_lifecycle), access_log=None)
+    runner = web.AppRunner(build_app(monitor, enable_lifecycle=enable_lifecycle), access_log=None)
     await runner.setup()
-    await web.TCPSite(runner, host, port).start()
     stopping = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    loop.add_signal_handler(signal.SIGHUP, monitor.reload)
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(signum, stopping.set)
-    log.info(
-        "probing %d targets, serving on http://%s:%d/metrics",
-        len(monitor.catalog.targets) if monitor.catalog else 0,
-        host,
-        port,
-    )
-    await stopping.wait()
-    log.info("stopping")
-    await monitor.stop()
-    await runner.cleanup()
+    try:
+        await web.TCPSite(runner, host, port).start()
+        loop = asyncio.get_running_loop()
+        loop.add_signal_handler(signal.SIGHUP, monitor.reload)
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, stopping.set)
+        log.info(
+            "probing %d targets, serving on http://%s:%d/metrics",
+            len(monitor.catalog.targets) if monitor.catalog else 0,
+            host,
+            port,
+        )
+        yield stopping
+    finally:
+        log.info("stopping")
+        await monitor.stop()
+        await runner.cleanup()
+
+
+def _demo(args: argparse.Namespace) -> int:
+    host, port = parse_host_port(args.listen)
+    asyncio.run(_run_demo(args, host, port))
+    return 0
+
+
+async def _run_demo(args: argparse.Namespace, host: str, port: int) -> None:
+    from monitor.daemon import Monitor
+    from monitor.lab.presets import kazakhstan
+    from monitor.lab.scenario import Step, replay
+
+    with tempfile.TemporaryDirectory(prefix="monitor-demo-") as workdir:
+        async with kazakhstan(workdir=workdir) as net:
+            config = net.write_targets_yaml(
+                Path(workdir) / "targets.yaml",
+                interval=args.interval,
+                timeout=args.timeout,
+                defaults={"down_after": 2, "up_after": 2},
+            )
+            state = args.state or str(Path(workdir) / "journal.sqlite")
+            monitor = Monitor(config, state_path=state)
+            async with _serving(monitor, host, port, enable_lifecycle=False) as stopping:
+                print(
+                    _DEMO_BANNER.format(host=host, port=port, config=config, dns=net.dns_address), flush=True
+                )
+
+                def announce(step: Step) -> None:
+                    print(f"[{time.strftime('%H:%M:%S')}] {step.when:>16}  {step.what}", flush=True)
+
+                scenario = asyncio.create_task(
+                    replay(net, args.phase_seconds, loop=not args.once, announce=announce)
+                )
+                stop = asyncio.create_task(stopping.wait())
+                await asyncio.wait({scenario, stop}, return_when=asyncio.FIRST_COMPLETED)
+                for task in (scenario, stop):
+                    task.cancel()
+                if scenario.done() and not scenario.cancelled() and scenario.exception():
+                    raise scenario.exception()  # type: ignore[misc]
+
+
+_DEMO_BANNER = """\
+Shutdown monitor demo: a simulated Kazakhstan, January 2022, on loopback only (nothing leaves 127.0.0.0/8).
+  metrics      http://{host}:{port}/metrics
+  status       http://{host}:{port}/api/status
+  outages      http://{host}:{port}/api/outages
+  catalog      {config}  (lab DNS at {dns})
+Point Prometheus at it: prometheus --config.file=deploy/prometheus-local.yml  (scrapes {host}:{port},
+loads deploy/rules/); Grafana dashboards are in dashboards/. Ctrl-C stops the demo.
+"""
 
 
 def _outages(args: argparse.Namespace) -> int:

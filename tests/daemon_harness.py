@@ -14,13 +14,9 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
-import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
 from monitor.lab.internet import SimulatedInternet
-
-FAST_SETTINGS = {"interval": "1s", "timeout": "900ms", "down_after": 2, "up_after": 1}
-FAST_ANALYSIS = {"evaluate_every": "250ms", "baseline_window": "1h"}
 
 
 def free_port() -> int:
@@ -29,13 +25,14 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def write_fast_config(net: SimulatedInternet, path: Path, **overrides: Any) -> Path:
-    document = net.targets_config(interval=FAST_SETTINGS["interval"], timeout=FAST_SETTINGS["timeout"])
-    document["defaults"].update(down_after=FAST_SETTINGS["down_after"], up_after=FAST_SETTINGS["up_after"])
-    document["analysis"] = dict(FAST_ANALYSIS)
-    document.update(overrides)
-    path.write_text(yaml.safe_dump(document, sort_keys=False), encoding="utf-8")
-    return path
+def write_fast_config(net: SimulatedInternet, path: Path) -> Path:
+    return net.write_targets_yaml(
+        path,
+        interval="1s",
+        timeout="900ms",
+        defaults={"down_after": 2, "up_after": 1},
+        analysis={"evaluate_every": "250ms"},
+    )
 
 
 @dataclass
@@ -90,9 +87,20 @@ async def start_daemon(config: Path, state: Path, *extra: str) -> Daemon:
     port = free_port()
     with open(state.with_suffix(".log"), "wb") as log:  # the child keeps its own copy of the fd
         process = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "monitor", "run", "--config", str(config),
-            "--listen", f"127.0.0.1:{port}", "--state", str(state), *extra,
-            env={**os.environ, "PYTHONUNBUFFERED": "1"}, stdout=asyncio.subprocess.DEVNULL, stderr=log,
+            sys.executable,
+            "-m",
+            "monitor",
+            "run",
+            "--config",
+            str(config),
+            "--listen",
+            f"127.0.0.1:{port}",
+            "--state",
+            str(state),
+            *extra,
+            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+            stdout=asyncio.subprocess.DEVNULL,
+            stderr=log,
         )
     daemon = Daemon(process, port, config, state)
     await until(lambda: _healthy(daemon), timeout=20, what="the daemon to serve /healthz")

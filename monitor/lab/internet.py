@@ -250,20 +250,29 @@ class SimulatedInternet:
     # --- targets.yaml --------------------------------------------------------------------
 
     def targets_config(self, *, interval: str = "30s", timeout: str = "5s",
-                       include_asn: bool | None = None) -> dict[str, Any]:
-        return targets_document(
+                       include_asn: bool | None = None, defaults: dict[str, Any] | None = None,
+                       analysis: dict[str, Any] | None = None) -> dict[str, Any]:
+        """The monitor's config; `defaults` and `analysis` add to those sections."""
+        document = targets_document(
             (TargetSite(site.host, site.fqdn) for site in self.sites.values()),
             resolver=self.dns_address, ca_file=self.ca_file, http_port=self.http_port,
             https_port=self.https_port, interval=interval, timeout=timeout,
             include_asn=include_asn)
+        document["defaults"].update(defaults or {})
+        if analysis:
+            document["analysis"] = dict(analysis)
+        return document
 
     def write_targets_yaml(self, path: str | Path, *, interval: str = "30s",
-                           timeout: str = "5s", include_asn: bool | None = None) -> Path:
+                           timeout: str = "5s", include_asn: bool | None = None,
+                           defaults: dict[str, Any] | None = None,
+                           analysis: dict[str, Any] | None = None) -> Path:
         """Write the monitor's config. `include_asn` None follows each host's `declare_asn`."""
         if not self._started:
             raise RuntimeError("start the lab first: the config names its ports")
         return dump_targets_yaml(self.targets_config(
-            interval=interval, timeout=timeout, include_asn=include_asn), path)
+            interval=interval, timeout=timeout, include_asn=include_asn, defaults=defaults,
+            analysis=analysis), path)
 
     # --- controls ------------------------------------------------------------------------
 

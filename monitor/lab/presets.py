@@ -15,6 +15,8 @@ __all__ = [
     "KAZAKHSTAN_HOSTS",
     "KAZAKHSTAN_NETWORKS",
     "KAZAKHSTAN_STAYS_UP",
+    "KCELL",
+    "TELE2",
     "kazakhstan",
     "synthetic",
 ]
