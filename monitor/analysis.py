@@ -500,6 +500,14 @@ class AnalysisCollector(Collector):
         )
         open_outages = GaugeMetricFamily("monitor_outages_open", "Open outages by scope", labels=("scope",))
         opened = CounterMetricFamily("monitor_outages", "Outages opened since start", labels=("scope",))
+        started = GaugeMetricFamily(
+            "monitor_outage_start_timestamp_seconds",
+            "Unix time each open outage started; key is the target, COUNTRY/ASN, country or vantage",
+            labels=("scope", "country", "key"),
+        )
+        for outage in list(analyzer.open.values()):
+            started.add_metric([outage.scope.value, outage.country or "", outage.key], outage.started_at)
+        yield started
         open_counts = Counter(outage.scope for outage in analyzer.open.values())
         for scope in Scope:
             open_outages.add_metric([scope.value], open_counts[scope])

@@ -179,7 +179,9 @@ async def test_a_broken_config_on_sighup_keeps_the_running_one(daemon: Daemon) -
     probes = await daemon.value("monitor_probes_total", result="success")
     await asyncio.sleep(1.5)
     assert (await daemon.value("monitor_probes_total", result="success") or 0) > (probes or 0)
-    daemon.config.write_text(good.replace("- name: zakon", "- name: zakon-renamed"))
+    renamed = good.replace("{name: zakon,", "{name: zakon-renamed,")
+    assert renamed != good
+    daemon.config.write_text(renamed)
     status, _ = await daemon.post("/-/reload")
     assert status == 200
     assert await daemon.value("monitor_config_last_reload_successful") == 1
