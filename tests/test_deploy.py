@@ -301,6 +301,15 @@ def test_country_shutdown_inhibits_the_alerts_it_explains() -> None:
     assert inhibited == {"TargetDown", "NetworkOutage", "CountryDegraded"}
 
 
+def test_country_shutdown_inhibits_only_its_own_country_from_the_same_vantage() -> None:
+    rules = [
+        rule
+        for rule in _yaml(ALERTMANAGER_CONFIG)["inhibit_rules"]
+        if rule["source_matchers"] == ['alertname="CountryShutdown"']
+    ]
+    assert rules and all(sorted(rule["equal"]) == ["country", "vantage"] for rule in rules)
+
+
 def test_alert_labels_used_by_alertmanager_exist_on_the_alerts() -> None:
     alerts = _alerts()
     assert {"VantageOffline", "CountryShutdown"} <= set(alerts)
