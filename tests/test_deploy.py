@@ -22,6 +22,7 @@ DEPLOY = ROOT / "deploy"
 RULES = DEPLOY / "rules" / "monitor-alerts.yml"
 RULE_TESTS = DEPLOY / "rules" / "monitor-alerts.test.yml"
 PROMETHEUS_CONFIG = DEPLOY / "prometheus.yml"
+PROMETHEUS_LOCAL_CONFIG = DEPLOY / "prometheus-local.yml"
 ALERTMANAGER_CONFIG = DEPLOY / "alertmanager.yml"
 DASHBOARDS = ROOT / "dashboards"
 METRICS_DOC = ROOT / "docs" / "metrics.md"
@@ -205,8 +206,9 @@ def test_only_vantage_offline_has_the_vantage_scope() -> None:
 # ------------------------------------------------------------------------------- prometheus
 
 
-def test_prometheus_config_passes_promtool_check() -> None:
-    _assert_ok(_run(_tool("promtool"), "check", "config", PROMETHEUS_CONFIG))
+@pytest.mark.parametrize("config", [PROMETHEUS_CONFIG, PROMETHEUS_LOCAL_CONFIG], ids=lambda path: path.name)
+def test_prometheus_config_passes_promtool_check(config: Path) -> None:
+    _assert_ok(_run(_tool("promtool"), "check", "config", config))
 
 
 def test_prometheus_loads_the_alert_rules_and_sends_to_alertmanager() -> None:
@@ -222,6 +224,18 @@ def test_prometheus_scrapes_the_monitor_every_15s() -> None:
     job = jobs["shutdown-monitor"]
     assert job["scrape_interval"] == "15s"
     assert job["static_configs"][0]["targets"] == ["monitor:9143"]
+
+
+def test_local_prometheus_scrapes_the_monitor_on_loopback_with_the_rules_and_alertmanager() -> None:
+    config = _yaml(PROMETHEUS_LOCAL_CONFIG)
+    rule_files = [(PROMETHEUS_LOCAL_CONFIG.parent / path).resolve() for path in config["rule_files"]]
+    assert rule_files == [RULES.resolve()]
+    targets = config["alerting"]["alertmanagers"][0]["static_configs"][0]["targets"]
+    assert targets == ["127.0.0.1:9093"]
+    (job,) = config["scrape_configs"]
+    assert job["job_name"] == "shutdown-monitor"
+    assert job["scrape_interval"] == "5s"
+    assert job["static_configs"][0]["targets"] == ["127.0.0.1:9143"]
 
 
 def test_probe_job_uses_the_multi_target_pattern() -> None:
