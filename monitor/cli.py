@@ -23,6 +23,7 @@ from monitor.durations import format_duration, parse_duration
 from monitor.failures import Phase
 from monitor.journal import Journal, JournalError
 from monitor.result import ProbeResult
+from monitor.webconfig import WebConfig, load_web_config
 
 if TYPE_CHECKING:
     from monitor.daemon import Monitor
@@ -59,6 +60,7 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--listen", default="127.0.0.1:9143", help="HOST:PORT to serve on")
     run.add_argument("--max-concurrency", type=int, default=512, help="probes running at once, at most")
     run.add_argument("--state", help="SQLite outage journal (default: outages kept in memory only)")
+    run.add_argument("--web-config", help="TLS and basic auth for the web endpoints (see README)")
     run.add_argument("--enable-lifecycle", action="store_true", help="allow POST /-/reload")
     run.set_defaults(command=_run)
 
@@ -106,30 +108,34 @@ def _run(args: argparse.Namespace) -> int:
 async def _serve(args: argparse.Namespace, host: str, port: int) -> None:
     from monitor.daemon import Monitor
 
+    web_config = load_web_config(args.web_config) if args.web_config else None
     monitor = Monitor(args.config, state_path=args.state, max_concurrency=args.max_concurrency)
-    async with _serving(monitor, host, port, args.enable_lifecycle) as stopping:
+    async with _serving(monitor, host, port, args.enable_lifecycle, web_config) as stopping:
         await stopping.wait()
 
 
 @contextlib.asynccontextmanager
 async def _serving(
-    monitor: Monitor, host: str, port: int, enable_lifecycle: bool
+    monitor: Monitor, host: str, port: int, enable_lifecycle: bool, web_config: WebConfig | None = None
 ) -> AsyncIterator[asyncio.Event]:
     """Start probing and serving; yield an event set by SIGTERM or SIGINT; stop cleanly."""
     from monitor.web import build_app
 
     await monitor.start()
-    runner = web.AppRunner(build_app(monitor, enable_lifecycle=enable_lifecycle), access_log=None)
+    app = build_app(monitor, enable_lifecycle=enable_lifecycle, web_config=web_config)
+    runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     stopping = asyncio.Event()
     try:
-        await web.TCPSite(runner, host, port).start()
+        ssl_context = web_config.ssl_context() if web_config else None
+        await web.TCPSite(runner, host, port, ssl_context=ssl_context).start()
         loop = asyncio.get_running_loop()
         loop.add_signal_handler(signal.SIGHUP, monitor.reload)
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signum, stopping.set)
         log.info(
-            "probing %d targets, serving on http://%s:%d/metrics",
+            "probing %d targets, serving on %s://%s:%d/metrics",
+            "https" if ssl_context else "http",
             len(monitor.catalog.targets) if monitor.catalog else 0,
             host,
             port,

@@ -12,7 +12,7 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any, Literal, TypeVar
-from urllib.parse import urlsplit
+from urllib.parse import parse_qsl, urlsplit
 
 import dns.rdatatype
 from pydantic import (
@@ -327,6 +327,12 @@ class Target:
     asn: int | None = None
     is_control: bool = False
     source: str | None = None
+    secrets: tuple[str, ...] = ()  # never to appear in logs, metrics or the API
+
+    def redact(self, text: str) -> str:
+        for secret in self.secrets:
+            text = text.replace(secret, "<redacted>")
+        return text
 
     @property
     def uses_tls(self) -> bool:
@@ -472,9 +478,27 @@ def _effective(entry: TargetEntry, defaults: Defaults, is_control: bool) -> Targ
         up_after=entry.up_after or defaults.up_after,
         url=entry.url,
         dns=entry.dns,
+        secrets=_secrets(entry),
         asn=entry.asn,
         is_control=is_control,
         source=entry.source,
+    )
+
+
+_MIN_SECRET_LENGTH = 3  # shorter values would redact ordinary words
+
+
+def _secrets(entry: TargetEntry) -> tuple[str, ...]:
+    """Passwords in the URL, query values (tokens) and header values of a target."""
+    found: list[str] = []
+    if entry.url is not None:
+        parts = urlsplit(entry.url)
+        found += [parts.password or ""]
+        found += [value for _, value in parse_qsl(parts.query)]
+    if entry.http is not None:
+        found += list(entry.http.headers.values())
+    return tuple(
+        sorted({secret for secret in found if len(secret) >= _MIN_SECRET_LENGTH}, key=len, reverse=True)
     )
 
 

@@ -24,7 +24,7 @@ class Prober:
         self._http = HTTPClient()
 
     async def probe(self, target: Target, debug: bool = False) -> ProbeResult:
-        trace = ProbeTrace(target.name, debug)
+        trace = ProbeTrace(target.name, debug, target.redact)
         deadline = time.monotonic() + target.timeout
         try:
             async with asyncio.timeout_at(deadline):
@@ -43,7 +43,7 @@ class Prober:
                 target.name,
                 type(exc).__name__,
                 trace.phase.value,
-                exc,
+                target.redact(str(exc)),
             )
             return trace.finish(
                 ProbeFailure(unexpected_failure(trace.phase), trace.phase, f"{type(exc).__name__}: {exc}")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from monitor.failures import Failure, Phase, ProbeFailure
@@ -52,6 +53,7 @@ class ProbeTrace:
         "lines",
         "phase",
         "phases",
+        "redact",
         "redirects",
         "started_at",
         "started_mono",
@@ -59,8 +61,9 @@ class ProbeTrace:
         "tls_version",
     )
 
-    def __init__(self, target: str, debug: bool = False) -> None:
+    def __init__(self, target: str, debug: bool = False, redact: Callable[[str], str] = str) -> None:
         self.target = target
+        self.redact = redact
         self.debug = debug
         self.started_at = time.time()
         self.started_mono = time.monotonic()
@@ -89,7 +92,7 @@ class ProbeTrace:
     def note(self, message: str) -> None:
         if self.debug:
             elapsed = time.monotonic() - self.started_mono
-            self.lines.append(f"{elapsed * 1000:8.1f}ms {self.phase.value:<10} {message}")
+            self.lines.append(f"{elapsed * 1000:8.1f}ms {self.phase.value:<10} {self.redact(message)}")
 
     def finish(self, error: ProbeFailure | None = None) -> ProbeResult:
         self.close_phase()
@@ -104,7 +107,7 @@ class ProbeTrace:
             success=error is None,
             failure=error.failure if error else None,
             failed_phase=error.phase if error else None,
-            detail=error.detail if error else "",
+            detail=self.redact(error.detail) if error else "",
             phases=self.phases,
             addresses=self.addresses,
             http_status=self.http_status,

@@ -12,11 +12,13 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from monitor import __version__
+from monitor.config import adhoc_target
 from monitor.daemon import Monitor
 from monitor.durations import parse_duration
 from monitor.journal import Journal, JournalError
 from monitor.metrics import single_probe_registry
 from monitor.result import ProbeResult
+from monitor.webconfig import WebConfig
 
 __all__ = ["build_app"]
 
@@ -24,8 +26,11 @@ _SCRAPE_TIMEOUT_MARGIN = 0.5
 MONITOR_KEY = web.AppKey("monitor", Monitor)
 
 
-def build_app(monitor: Monitor, *, enable_lifecycle: bool = False) -> web.Application:
-    app = web.Application()
+def build_app(
+    monitor: Monitor, *, enable_lifecycle: bool = False, web_config: WebConfig | None = None
+) -> web.Application:
+    middleware = web_config.auth_middleware() if web_config else None
+    app = web.Application(middlewares=[middleware] if middleware else [])
     app[MONITOR_KEY] = monitor
     app.router.add_get("/metrics", _metrics)
     app.router.add_get("/healthz", _healthz)
@@ -60,9 +65,16 @@ async def _probe(request: web.Request) -> web.Response:
     name = request.query.get("target", "")
     catalog = monitor.catalog
     target = catalog.by_name.get(name) if catalog else None
+    if target is None and catalog is not None and catalog.allow_adhoc and "://" in name:
+        try:
+            target = adhoc_target(catalog, name)
+        except ValueError as exc:
+            return web.Response(status=400, text=f"bad target: {exc}\n")
     if target is None:
         return web.Response(
-            status=400, text=f"unknown target {name!r}: /probe takes a target name from the catalog\n"
+            status=400,
+            text=f"unknown target {name!r}: /probe takes a target name from the catalog "
+            "(URLs only with allow_adhoc: true in the catalog)\n",
         )
     scrape_timeout = request.headers.get("X-Prometheus-Scrape-Timeout-Seconds")
     if scrape_timeout:

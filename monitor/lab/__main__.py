@@ -28,35 +28,63 @@ def _host_port(text: str) -> tuple[str, int]:
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m monitor.lab",
-                                     description="A simulated internet on loopback.")
+    parser = argparse.ArgumentParser(
+        prog="python -m monitor.lab", description="A simulated internet on loopback."
+    )
     commands = parser.add_subparsers(dest="command", required=True)
     serve = commands.add_parser("serve", help="start the lab and its control API")
     serve.add_argument("--preset", choices=sorted(PRESETS), default="kazakhstan")
-    serve.add_argument("--hosts", type=int, default=None, metavar="N",
-                       help="N synthetic targets instead of the preset (for benchmarks)")
-    serve.add_argument("--config-out", required=True, metavar="FILE",
-                       help="where to write the monitor's targets.yaml")
-    serve.add_argument("--control", type=_host_port, default=("127.0.0.1", 0),
-                       metavar="127.0.0.1:PORT", help="control API address (port 0 = any)")
-    serve.add_argument("--dns", type=_host_port, default=("127.0.0.1", 0),
-                       metavar="127.0.0.1:PORT", help="DNS server address (port 0 = any)")
+    serve.add_argument(
+        "--hosts",
+        type=int,
+        default=None,
+        metavar="N",
+        help="N synthetic targets instead of the preset (for benchmarks)",
+    )
+    serve.add_argument(
+        "--config-out", required=True, metavar="FILE", help="where to write the monitor's targets.yaml"
+    )
+    serve.add_argument(
+        "--control",
+        type=_host_port,
+        default=("127.0.0.1", 0),
+        metavar="127.0.0.1:PORT",
+        help="control API address (port 0 = any)",
+    )
+    serve.add_argument(
+        "--dns",
+        type=_host_port,
+        default=("127.0.0.1", 0),
+        metavar="127.0.0.1:PORT",
+        help="DNS server address (port 0 = any)",
+    )
     serve.add_argument("--http-port", type=int, default=0)
     serve.add_argument("--https-port", type=int, default=0)
     serve.add_argument("--interval", default="30s", help="probe interval in the config")
     serve.add_argument("--timeout", default="5s", help="probe timeout in the config")
     asn = serve.add_mutually_exclusive_group()
-    asn.add_argument("--with-asn", dest="include_asn", action="store_const", const=True,
-                     help="write asn: for every target")
-    asn.add_argument("--without-asn", dest="include_asn", action="store_const", const=False,
-                     help="write no asn: at all (the monitor must look every ASN up)")
+    asn.add_argument(
+        "--with-asn", dest="include_asn", action="store_const", const=True, help="write asn: for every target"
+    )
+    asn.add_argument(
+        "--without-asn",
+        dest="include_asn",
+        action="store_const",
+        const=False,
+        help="write no asn: at all (the monitor must look every ASN up)",
+    )
     serve.add_argument("--workdir", default=None, help="where the lab CA is written")
     return parser
 
 
 def _build(args: argparse.Namespace) -> SimulatedInternet:
-    options = {"dns_ip": args.dns[0], "dns_port": args.dns[1], "http_port": args.http_port,
-               "https_port": args.https_port, "workdir": args.workdir}
+    options = {
+        "dns_ip": args.dns[0],
+        "dns_port": args.dns[1],
+        "http_port": args.http_port,
+        "https_port": args.https_port,
+        "workdir": args.workdir,
+    }
     if args.hosts is not None:
         return synthetic(args.hosts, **options)
     return PRESETS[args.preset](**options)
@@ -68,15 +96,19 @@ async def _serve(args: argparse.Namespace) -> None:
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
     async with _build(args) as net:
-        net.write_targets_yaml(args.config_out, interval=args.interval, timeout=args.timeout,
-                               include_asn=args.include_asn)
+        net.write_targets_yaml(
+            args.config_out, interval=args.interval, timeout=args.timeout, include_asn=args.include_asn
+        )
         runner = web.AppRunner(control_app(net), access_log=None, shutdown_timeout=1.0)
         await runner.setup()
         try:
             site = web.TCPSite(runner, args.control[0], args.control[1])
             await site.start()
-            print(f"lab ready dns={net.dns_address} control={args.control[0]}:{site.port} "
-                  f"config={args.config_out}", flush=True)
+            print(
+                f"lab ready dns={net.dns_address} control={args.control[0]}:{site.port} "
+                f"config={args.config_out}",
+                flush=True,
+            )
             await stop.wait()
         finally:
             await runner.cleanup()

@@ -54,8 +54,11 @@ class LabPKI:
     def expired_context(self, hostnames: Sequence[str]) -> ssl.SSLContext:
         """Signed by the lab CA for the right names, but it expired yesterday."""
         now = datetime.datetime.now(datetime.UTC)
-        cert = self.ca.issue_cert(*hostnames, not_before=now - datetime.timedelta(days=30),
-                                  not_after=now - datetime.timedelta(days=1))
+        cert = self.ca.issue_cert(
+            *hostnames,
+            not_before=now - datetime.timedelta(days=30),
+            not_after=now - datetime.timedelta(days=1),
+        )
         return _server_context(cert)
 
     def wrong_host_context(self) -> ssl.SSLContext:

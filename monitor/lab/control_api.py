@@ -22,7 +22,8 @@ def parse_mode(text: str) -> Mode:
         choices = ", ".join(mode.value for mode in Mode)
         raise web.HTTPBadRequest(
             text=json.dumps({"error": f"unknown mode {text!r}; use one of {choices}"}),
-            content_type="application/json") from None
+            content_type="application/json",
+        ) from None
 
 
 @web.middleware
@@ -58,8 +59,9 @@ def control_app(net: SimulatedInternet) -> web.Application:
         if request.can_read_body:
             body = await request.json()
             except_hosts = list(body.get("except", [])) if isinstance(body, dict) else []
-        await net.set_country(request.match_info["cc"], parse_mode(request.match_info["mode"]),
-                              except_hosts=except_hosts)
+        await net.set_country(
+            request.match_info["cc"], parse_mode(request.match_info["mode"]), except_hosts=except_hosts
+        )
         return state()
 
     async def set_host(request: web.Request) -> web.Response:

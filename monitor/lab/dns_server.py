@@ -76,8 +76,7 @@ class LabDNSServer:
 
     # --- records -------------------------------------------------------------------------
 
-    def _put(self, name: str | dns.name.Name, rdtype: dns.rdatatype.RdataType,
-             texts: Iterable[str]) -> None:
+    def _put(self, name: str | dns.name.Name, rdtype: dns.rdatatype.RdataType, texts: Iterable[str]) -> None:
         owner = _name(name)
         rrset = dns.rrset.from_text_list(owner, TTL, dns.rdataclass.IN, rdtype, list(texts))
         self._records.setdefault(owner, {})[rdtype] = rrset
@@ -163,8 +162,7 @@ class LabDNSServer:
         self.host, self.port = host, tcp_socket.getsockname()[1]
         _enlarge_receive_buffer(udp_socket)
         self._tcp = await loop.create_server(lambda: _TCPProtocol(self), sock=tcp_socket)
-        self._udp, _ = await loop.create_datagram_endpoint(
-            lambda: _UDPProtocol(self), sock=udp_socket)
+        self._udp, _ = await loop.create_datagram_endpoint(lambda: _UDPProtocol(self), sock=udp_socket)
 
     async def close(self) -> None:
         if self._udp is not None:
@@ -184,8 +182,9 @@ class LabDNSServer:
             await self.start()
         return self
 
-    async def __aexit__(self, exc_type: type[BaseException] | None,
-                        exc: BaseException | None, tb: TracebackType | None) -> None:
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
         await self.close()
 
     @property
@@ -273,8 +272,11 @@ class LabDNSServer:
 
     @staticmethod
     def _fit(query: dns.message.Message, response: dns.message.Message, over_tcp: bool) -> bytes:
-        limit = 65535 if over_tcp else max(_CLASSIC_UDP_LIMIT, query.payload if query.edns >= 0
-                                           else _CLASSIC_UDP_LIMIT)
+        limit = (
+            65535
+            if over_tcp
+            else max(_CLASSIC_UDP_LIMIT, query.payload if query.edns >= 0 else _CLASSIC_UDP_LIMIT)
+        )
         try:
             return response.to_wire(max_size=limit)
         except dns.exception.TooBig:
@@ -316,8 +318,7 @@ def _oversized(query: dns.message.Message) -> dns.message.Message:
     else:
         texts = [f'"oversized record {i:04d} {"x" * 40}"' for i in range(_OVERSIZED_RECORDS)]
         rdtype = dns.rdatatype.TXT
-    response.answer.append(
-        dns.rrset.from_text_list(question.name, TTL, dns.rdataclass.IN, rdtype, texts))
+    response.answer.append(dns.rrset.from_text_list(question.name, TTL, dns.rdataclass.IN, rdtype, texts))
     return response
 
 
@@ -361,8 +362,8 @@ class _TCPProtocol(asyncio.Protocol):
             (length,) = struct.unpack_from("!H", self._buffer)
             if len(self._buffer) < 2 + length:
                 return
-            wire = bytes(self._buffer[2:2 + length])
-            del self._buffer[:2 + length]
+            wire = bytes(self._buffer[2 : 2 + length])
+            del self._buffer[: 2 + length]
             reply = self._server.answer(wire, over_tcp=True)
             if reply is not None and self._transport is not None:
                 with contextlib.suppress(ConnectionError):

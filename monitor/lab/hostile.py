@@ -41,8 +41,12 @@ class HostileKind(enum.Enum):
         return self in _TLS_KINDS
 
 
-_TLS_KINDS = {HostileKind.TLS_HANDSHAKE_RESET, HostileKind.EXPIRED_CERT,
-              HostileKind.WRONG_HOST_CERT, HostileKind.UNKNOWN_CA_CERT}
+_TLS_KINDS = {
+    HostileKind.TLS_HANDSHAKE_RESET,
+    HostileKind.EXPIRED_CERT,
+    HostileKind.WRONG_HOST_CERT,
+    HostileKind.UNKNOWN_CA_CERT,
+}
 
 _Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
 
@@ -67,9 +71,15 @@ class HostileServer:
     kinds and TLS_HANDSHAKE_RESET are TLS on the wire; `url` says which scheme to use.
     """
 
-    def __init__(self, kind: HostileKind, *, pki: LabPKI | None = None,
-                 hostname: str = "hostile.lab.test", ip: str = "127.0.0.1",
-                 trickle_interval: float = 1.0) -> None:
+    def __init__(
+        self,
+        kind: HostileKind,
+        *,
+        pki: LabPKI | None = None,
+        hostname: str = "hostile.lab.test",
+        ip: str = "127.0.0.1",
+        trickle_interval: float = 1.0,
+    ) -> None:
         self.kind = kind
         self.hostname = hostname
         self.host = require_loopback(ip)
@@ -97,8 +107,8 @@ class HostileServer:
             return
         handler = self._handler()
         self._server = await asyncio.start_server(
-            lambda reader, writer: self._serve(handler, reader, writer),
-            self.host, 0, ssl=self._server_ssl())
+            lambda reader, writer: self._serve(handler, reader, writer), self.host, 0, ssl=self._server_ssl()
+        )
         self.port = self._server.sockets[0].getsockname()[1]
 
     async def close(self) -> None:
@@ -120,13 +130,17 @@ class HostileServer:
         await self.start()
         return self
 
-    async def __aexit__(self, exc_type: type[BaseException] | None,
-                        exc: BaseException | None, tb: TracebackType | None) -> None:
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
         await self.close()
 
     def _server_ssl(self) -> ssl.SSLContext | None:
-        if self.kind not in (HostileKind.EXPIRED_CERT, HostileKind.WRONG_HOST_CERT,
-                             HostileKind.UNKNOWN_CA_CERT):
+        if self.kind not in (
+            HostileKind.EXPIRED_CERT,
+            HostileKind.WRONG_HOST_CERT,
+            HostileKind.UNKNOWN_CA_CERT,
+        ):
             return None  # TLS_HANDSHAKE_RESET speaks raw TCP: it never answers the hello
         if self._pki is None:
             raise ValueError(f"{self.kind.value} needs a LabPKI")
@@ -137,15 +151,15 @@ class HostileServer:
             return self._pki.wrong_host_context()
         return self._pki.unknown_ca_context(names)
 
-    async def _serve(self, handler: _Handler, reader: asyncio.StreamReader,
-                     writer: asyncio.StreamWriter) -> None:
+    async def _serve(
+        self, handler: _Handler, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> None:
         task = asyncio.current_task()
         assert task is not None
         self._connections.add(task)
         try:
             await handler(reader, writer)
-        except (ConnectionError, asyncio.IncompleteReadError, asyncio.LimitOverrunError,
-                ssl.SSLError):
+        except (ConnectionError, asyncio.IncompleteReadError, asyncio.LimitOverrunError, ssl.SSLError):
             pass  # the client gave up or broke the connection: that is what these are for
         except asyncio.CancelledError:
             # Only close() cancels these; finishing normally keeps asyncio's stream callback
@@ -176,16 +190,16 @@ class HostileServer:
         while await reader.read(65536):
             pass
 
-    async def _tls_handshake_reset(self, reader: asyncio.StreamReader,
-                                   writer: asyncio.StreamWriter) -> None:
+    async def _tls_handshake_reset(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         await reader.read(65536)  # the ClientHello
         _reset(writer)
 
-    async def _reset_mid_response(self, reader: asyncio.StreamReader,
-                                  writer: asyncio.StreamWriter) -> None:
+    async def _reset_mid_response(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         await _read_head(reader)
-        writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: text/html\r\nContent-Length: 100000\r\n"
-                     b"\r\n<html><body><p>the first part of a page that never ")
+        writer.write(
+            b"HTTP/1.1 200 OK\r\nContent-Type: text/html\r\nContent-Length: 100000\r\n"
+            b"\r\n<html><body><p>the first part of a page that never "
+        )
         await writer.drain()
         await asyncio.sleep(0.05)  # let the client start on the body before the reset
         _reset(writer)
@@ -193,34 +207,32 @@ class HostileServer:
     async def _trickle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         await _read_head(reader)
         for index in range(len(_OK)):
-            writer.write(_OK[index:index + 1])
+            writer.write(_OK[index : index + 1])
             await writer.drain()
             await asyncio.sleep(self.trickle_interval)
 
-    async def _endless_body(self, reader: asyncio.StreamReader,
-                            writer: asyncio.StreamWriter) -> None:
+    async def _endless_body(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         await _read_head(reader)
-        writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\n"
-                     b"Connection: close\r\n\r\n")
+        writer.write(
+            b"HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\nConnection: close\r\n\r\n"
+        )
         while True:
             writer.write(_ENDLESS_CHUNK)
             await writer.drain()
 
-    async def _redirect_loop(self, reader: asyncio.StreamReader,
-                             writer: asyncio.StreamWriter) -> None:
+    async def _redirect_loop(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         while True:
             head = await _read_head(reader)
             path = head.split(b" ", 2)[1] if head.count(b" ") >= 2 else b"/"
             location = b"/b" if path == b"/a" else b"/a"
-            writer.write(b"HTTP/1.1 302 Found\r\nLocation: " + location +
-                         b"\r\nContent-Length: 0\r\n\r\n")
+            writer.write(b"HTTP/1.1 302 Found\r\nLocation: " + location + b"\r\nContent-Length: 0\r\n\r\n")
             await writer.drain()
 
-    async def _huge_headers(self, reader: asyncio.StreamReader,
-                            writer: asyncio.StreamWriter) -> None:
+    async def _huge_headers(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         await _read_head(reader)
-        writer.write(b"HTTP/1.1 200 OK\r\nX-Huge: " + b"a" * _HUGE_HEADER_BYTES +
-                     b"\r\nContent-Length: 3\r\n\r\nok\n")
+        writer.write(
+            b"HTTP/1.1 200 OK\r\nX-Huge: " + b"a" * _HUGE_HEADER_BYTES + b"\r\nContent-Length: 3\r\n\r\nok\n"
+        )
         with contextlib.suppress(ConnectionError):
             await writer.drain()
 

@@ -76,10 +76,19 @@ class SimulatedInternet:
     `<workdir>/lab-ca.pem` (a temporary directory unless `workdir` is given).
     """
 
-    def __init__(self, hosts: Sequence[LabHost], networks: Sequence[LabNetwork] = (), *,
-                 zone: str = "lab.test", server_per_host: bool = True, http_port: int = 0,
-                 https_port: int = 0, dns_ip: str = "127.0.0.1", dns_port: int = 0,
-                 workdir: str | Path | None = None) -> None:
+    def __init__(
+        self,
+        hosts: Sequence[LabHost],
+        networks: Sequence[LabNetwork] = (),
+        *,
+        zone: str = "lab.test",
+        server_per_host: bool = True,
+        http_port: int = 0,
+        https_port: int = 0,
+        dns_ip: str = "127.0.0.1",
+        dns_port: int = 0,
+        workdir: str | Path | None = None,
+    ) -> None:
         self.zone = zone.strip(".").lower()
         self.server_per_host = server_per_host
         self.http_port, self.https_port = http_port, https_port
@@ -99,8 +108,7 @@ class SimulatedInternet:
     # --- layout --------------------------------------------------------------------------
 
     @staticmethod
-    def _complete_networks(hosts: Sequence[LabHost],
-                           networks: Sequence[LabNetwork]) -> dict[int, LabNetwork]:
+    def _complete_networks(hosts: Sequence[LabHost], networks: Sequence[LabNetwork]) -> dict[int, LabNetwork]:
         complete = {network.asn: network for network in networks}
         for host in hosts:
             complete.setdefault(host.asn, LabNetwork(host.asn, f"AS{host.asn}", host.country))
@@ -123,8 +131,7 @@ class SimulatedInternet:
                 continue
             index = next_index.get(host.asn, 1) if self.server_per_host else 1
             if index > 254:
-                raise ValueError(f"AS{host.asn} has more than 254 hosts; "
-                                 "use server_per_host=False")
+                raise ValueError(f"AS{host.asn} has more than 254 hosts; use server_per_host=False")
             next_index[host.asn] = index + 1
             ip = str(network_prefix(host.asn).network_address + index)
             server = self._servers.get(ip)
@@ -139,18 +146,26 @@ class SimulatedInternet:
         for zone in (_ASN_ZONE, _ORIGIN_ZONE, _ORIGIN6_ZONE):
             self.dns.add_soa(zone)
         for network in self.networks.values():
-            self.dns.add_txt(f"AS{network.asn}.{_ASN_ZONE}", [
-                f"{network.asn} | {network.country} | {_CYMRU_REGISTRY} | {_CYMRU_DATE} | "
-                f"{network.name}, {network.country}"])
+            self.dns.add_txt(
+                f"AS{network.asn}.{_ASN_ZONE}",
+                [
+                    f"{network.asn} | {network.country} | {_CYMRU_REGISTRY} | {_CYMRU_DATE} | "
+                    f"{network.name}, {network.country}"
+                ],
+            )
         for site in self.sites.values():
             if site.ip is None:
                 self.dns.add_soa(site.fqdn)
                 continue
             self.dns.add_a(site.fqdn, [site.ip])
             network = self.networks[site.host.asn]
-            self.dns.add_txt(cymru_origin_name(site.ip, _ORIGIN_ZONE), [
-                f"{network.asn} | {network_prefix(network.asn)} | {network.country} | "
-                f"{_CYMRU_REGISTRY} | {_CYMRU_DATE}"])
+            self.dns.add_txt(
+                cymru_origin_name(site.ip, _ORIGIN_ZONE),
+                [
+                    f"{network.asn} | {network_prefix(network.asn)} | {network.country} | "
+                    f"{_CYMRU_REGISTRY} | {_CYMRU_DATE}"
+                ],
+            )
 
     # --- lifecycle -----------------------------------------------------------------------
 
@@ -176,8 +191,9 @@ class SimulatedInternet:
         await self.start()
         return self
 
-    async def __aexit__(self, exc_type: type[BaseException] | None,
-                        exc: BaseException | None, tb: TracebackType | None) -> None:
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
         await self.close()
 
     def _prepare_workdir(self) -> None:
@@ -198,8 +214,7 @@ class SimulatedInternet:
                 self.http_port, self.https_port = free_port_pair(ips)
             for server in servers:
                 server.http_port, server.https_port = self.http_port, self.https_port
-            results = await asyncio.gather(*(server.start() for server in servers),
-                                           return_exceptions=True)
+            results = await asyncio.gather(*(server.start() for server in servers), return_exceptions=True)
             failure = next((r for r in results if isinstance(r, BaseException)), None)
             if failure is None:
                 return
@@ -249,30 +264,54 @@ class SimulatedInternet:
 
     # --- targets.yaml --------------------------------------------------------------------
 
-    def targets_config(self, *, interval: str = "30s", timeout: str = "5s",
-                       include_asn: bool | None = None, defaults: dict[str, Any] | None = None,
-                       analysis: dict[str, Any] | None = None) -> dict[str, Any]:
+    def targets_config(
+        self,
+        *,
+        interval: str = "30s",
+        timeout: str = "5s",
+        include_asn: bool | None = None,
+        defaults: dict[str, Any] | None = None,
+        analysis: dict[str, Any] | None = None,
+    ) -> dict[str, Any]:
         """The monitor's config; `defaults` and `analysis` add to those sections."""
         document = targets_document(
             (TargetSite(site.host, site.fqdn) for site in self.sites.values()),
-            resolver=self.dns_address, ca_file=self.ca_file, http_port=self.http_port,
-            https_port=self.https_port, interval=interval, timeout=timeout,
-            include_asn=include_asn)
+            resolver=self.dns_address,
+            ca_file=self.ca_file,
+            http_port=self.http_port,
+            https_port=self.https_port,
+            interval=interval,
+            timeout=timeout,
+            include_asn=include_asn,
+        )
         document["defaults"].update(defaults or {})
         if analysis:
             document["analysis"] = dict(analysis)
         return document
 
-    def write_targets_yaml(self, path: str | Path, *, interval: str = "30s",
-                           timeout: str = "5s", include_asn: bool | None = None,
-                           defaults: dict[str, Any] | None = None,
-                           analysis: dict[str, Any] | None = None) -> Path:
+    def write_targets_yaml(
+        self,
+        path: str | Path,
+        *,
+        interval: str = "30s",
+        timeout: str = "5s",
+        include_asn: bool | None = None,
+        defaults: dict[str, Any] | None = None,
+        analysis: dict[str, Any] | None = None,
+    ) -> Path:
         """Write the monitor's config. `include_asn` None follows each host's `declare_asn`."""
         if not self._started:
             raise RuntimeError("start the lab first: the config names its ports")
-        return dump_targets_yaml(self.targets_config(
-            interval=interval, timeout=timeout, include_asn=include_asn, defaults=defaults,
-            analysis=analysis), path)
+        return dump_targets_yaml(
+            self.targets_config(
+                interval=interval,
+                timeout=timeout,
+                include_asn=include_asn,
+                defaults=defaults,
+                analysis=analysis,
+            ),
+            path,
+        )
 
     # --- controls ------------------------------------------------------------------------
 
@@ -290,8 +329,7 @@ class SimulatedInternet:
                 state.host_modes.pop(site.host.name, None)
         await self._apply(state)
 
-    async def set_country(self, country: str, mode: Mode,
-                          except_hosts: Iterable[str] = ()) -> None:
+    async def set_country(self, country: str, mode: Mode, except_hosts: Iterable[str] = ()) -> None:
         """Every network located in `country` to `mode`; hosts in `except_hosts` (names or
         fqdns) keep the mode they have now, e.g. official sites that stay up in a shutdown.
         Per-host settings of the country's other hosts are cleared."""
@@ -334,16 +372,26 @@ class SimulatedInternet:
             "http_port": self.http_port,
             "https_port": self.https_port,
             "networks": {
-                str(asn): {"name": network.name, "country": network.country,
-                           "prefix": str(network_prefix(asn)),
-                           "mode": self._state.network_modes.get(asn, Mode.UP).value}
-                for asn, network in self.networks.items()},
+                str(asn): {
+                    "name": network.name,
+                    "country": network.country,
+                    "prefix": str(network_prefix(asn)),
+                    "mode": self._state.network_modes.get(asn, Mode.UP).value,
+                }
+                for asn, network in self.networks.items()
+            },
             "hosts": {
-                site.host.name: {"fqdn": site.fqdn, "ip": site.ip, "asn": site.host.asn,
-                                 "country": site.host.country, "category": site.host.category,
-                                 "kind": site.host.kind.value,
-                                 "mode": self._effective(site.host, self._state).value}
-                for site in self.sites.values()},
+                site.host.name: {
+                    "fqdn": site.fqdn,
+                    "ip": site.ip,
+                    "asn": site.host.asn,
+                    "country": site.host.country,
+                    "category": site.host.category,
+                    "kind": site.host.kind.value,
+                    "mode": self._effective(site.host, self._state).value,
+                }
+                for site in self.sites.values()
+            },
         }
 
     # --- applying a state ----------------------------------------------------------------
@@ -362,8 +410,7 @@ class SimulatedInternet:
         wanted: dict[LabWebServer, dict[str, Mode]] = {}
         for site in self.sites.values():
             if site.server is not None:
-                wanted.setdefault(site.server, {})[site.host.name] = self._effective(
-                    site.host, state)
+                wanted.setdefault(site.server, {})[site.host.name] = self._effective(site.host, state)
         plan: dict[LabWebServer, tuple[Mode, set[str]]] = {}
         for server, modes in wanted.items():
             distinct = set(modes.values())
@@ -372,10 +419,10 @@ class SimulatedInternet:
             elif distinct & set(_DOWN):
                 raise ValueError(
                     f"hosts {', '.join(sorted(modes))} share the server on {server.ip} and "
-                    "cannot be refused or blackholed separately (use server_per_host=True)")
+                    "cannot be refused or blackholed separately (use server_per_host=True)"
+                )
             else:
-                failing = {self.sites[name].fqdn for name, mode in modes.items()
-                           if mode is Mode.HTTP_ERROR}
+                failing = {self.sites[name].fqdn for name, mode in modes.items() if mode is Mode.HTTP_ERROR}
                 plan[server] = (Mode.UP, failing)
         return plan
 

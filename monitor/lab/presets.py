@@ -21,8 +21,7 @@ __all__ = [
     "synthetic",
 ]
 
-KAZAKHTELECOM, KCELL, TELE2, BEELINE, TRANSTELECOM, PS_HOSTING = (
-    9198, 29355, 48503, 21299, 41798, 35104)
+KAZAKHTELECOM, KCELL, TELE2, BEELINE, TRANSTELECOM, PS_HOSTING = (9198, 29355, 48503, 21299, 41798, 35104)
 
 KAZAKHSTAN_NETWORKS = (
     LabNetwork(KAZAKHTELECOM, "KAZTELECOM-AS", "KZ"),
@@ -42,8 +41,9 @@ CONTROL_NETWORKS = (
 )
 
 
-def _kz(name: str, domain: str, category: str, asn: int, kind: HostKind = HostKind.HTTPS,
-        **extra: Any) -> LabHost:
+def _kz(
+    name: str, domain: str, category: str, asn: int, kind: HostKind = HostKind.HTTPS, **extra: Any
+) -> LabHost:
     return LabHost(name, "KZ", category, asn, kind, domain=domain, **extra)
 
 
@@ -94,12 +94,20 @@ def kazakhstan(**options: Any) -> SimulatedInternet:
     A shutdown: `await net.set_country("KZ", Mode.BLACKHOLE, except_hosts=KAZAKHSTAN_STAYS_UP)`.
     `options` go to SimulatedInternet (ports, workdir, ...).
     """
-    return SimulatedInternet((*KAZAKHSTAN_HOSTS, *CONTROL_HOSTS),
-                             (*KAZAKHSTAN_NETWORKS, *CONTROL_NETWORKS), **options)
+    return SimulatedInternet(
+        (*KAZAKHSTAN_HOSTS, *CONTROL_HOSTS), (*KAZAKHSTAN_NETWORKS, *CONTROL_NETWORKS), **options
+    )
 
 
-_SYNTHETIC_CATEGORIES = ("state_media", "government", "police_security", "airport", "telecom",
-                         "bank", "media")
+_SYNTHETIC_CATEGORIES = (
+    "state_media",
+    "government",
+    "police_security",
+    "airport",
+    "telecom",
+    "bank",
+    "media",
+)
 _SYNTHETIC_KINDS = (HostKind.HTTPS, HostKind.HTTPS, HostKind.HTTPS, HostKind.HTTP, HostKind.TCP)
 
 
@@ -113,9 +121,16 @@ def synthetic(n_hosts: int, **options: Any) -> SimulatedInternet:
     asns = itertools.cycle(network.asn for network in KAZAKHSTAN_NETWORKS)
     categories = itertools.cycle(_SYNTHETIC_CATEGORIES)
     kinds = itertools.cycle(_SYNTHETIC_KINDS)
-    hosts = [_kz(f"site{i:05d}", f"site{i:05d}.kz", next(categories), next(asns), next(kinds),
-                 declare_asn=i % 4 != 0)
-             for i in range(n_hosts)]
+    hosts = [
+        _kz(
+            f"site{i:05d}",
+            f"site{i:05d}.kz",
+            next(categories),
+            next(asns),
+            next(kinds),
+            declare_asn=i % 4 != 0,
+        )
+        for i in range(n_hosts)
+    ]
     options.setdefault("server_per_host", False)
-    return SimulatedInternet((*hosts, *CONTROL_HOSTS), (*KAZAKHSTAN_NETWORKS, *CONTROL_NETWORKS),
-                             **options)
+    return SimulatedInternet((*hosts, *CONTROL_HOSTS), (*KAZAKHSTAN_NETWORKS, *CONTROL_NETWORKS), **options)

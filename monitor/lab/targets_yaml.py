@@ -15,8 +15,17 @@ __all__ = ["LAB_BOGON_NETWORKS", "TargetSite", "dump_targets_yaml", "targets_doc
 
 # The usual bogons minus 127.0.0.0/8 and ::1: every lab address is loopback and must pass.
 LAB_BOGON_NETWORKS = (
-    "0.0.0.0/8", "10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "100.64.0.0/10",
-    "169.254.0.0/16", "224.0.0.0/4", "240.0.0.0/4", "::/128", "fc00::/7", "fe80::/10",
+    "0.0.0.0/8",
+    "10.0.0.0/8",
+    "172.16.0.0/12",
+    "192.168.0.0/16",
+    "100.64.0.0/10",
+    "169.254.0.0/16",
+    "224.0.0.0/4",
+    "240.0.0.0/4",
+    "::/128",
+    "fc00::/7",
+    "fe80::/10",
 )
 
 
@@ -26,8 +35,7 @@ class TargetSite:
     fqdn: str
 
 
-def _entry(site: TargetSite, http_port: int, https_port: int,
-           include_asn: bool | None) -> dict[str, Any]:
+def _entry(site: TargetSite, http_port: int, https_port: int, include_asn: bool | None) -> dict[str, Any]:
     host = site.host
     entry: dict[str, Any] = {"name": host.name}
     if host.kind is HostKind.HTTPS:
@@ -46,9 +54,17 @@ def _entry(site: TargetSite, http_port: int, https_port: int,
     return entry
 
 
-def targets_document(sites: Iterable[TargetSite], *, resolver: str, ca_file: str | Path,
-                     http_port: int, https_port: int, interval: str = "30s",
-                     timeout: str = "5s", include_asn: bool | None = None) -> dict[str, Any]:
+def targets_document(
+    sites: Iterable[TargetSite],
+    *,
+    resolver: str,
+    ca_file: str | Path,
+    http_port: int,
+    https_port: int,
+    interval: str = "30s",
+    timeout: str = "5s",
+    include_asn: bool | None = None,
+) -> dict[str, Any]:
     """`include_asn` True/False forces `asn:` on/off for every target; None asks each host."""
     targets: list[dict[str, Any]] = []
     controls: list[dict[str, Any]] = []
@@ -72,6 +88,7 @@ def targets_document(sites: Iterable[TargetSite], *, resolver: str, ca_file: str
 def dump_targets_yaml(document: dict[str, Any], path: str | Path) -> Path:
     path = Path(path)
     text = yaml.safe_dump(document, sort_keys=False, default_flow_style=None, width=120)
-    path.write_text("# Written by the shutdown-monitor lab (python -m monitor.lab).\n" + text,
-                    encoding="utf-8")
+    path.write_text(
+        "# Written by the shutdown-monitor lab (python -m monitor.lab).\n" + text, encoding="utf-8"
+    )
     return path

@@ -40,8 +40,10 @@ class VirtualHost:
         if self.body is not None:
             return self.body
         name = html.escape(self.name)
-        return (f"<!doctype html><html><head><title>{name}</title></head>"
-                f"<body><h1>{name}</h1><p>Served by the shutdown-monitor lab.</p></body></html>")
+        return (
+            f"<!doctype html><html><head><title>{name}</title></head>"
+            f"<body><h1>{name}</h1><p>Served by the shutdown-monitor lab.</p></body></html>"
+        )
 
 
 def _host_name(host_header: str) -> str:
@@ -58,8 +60,9 @@ class LabWebServer:
     a client sends validates. Ports chosen on the first start are kept across mode switches.
     """
 
-    def __init__(self, ip: str, pki: LabPKI, *, http_port: int = 0, https_port: int = 0,
-                 hosts: Iterable[str] = ()) -> None:
+    def __init__(
+        self, ip: str, pki: LabPKI, *, http_port: int = 0, https_port: int = 0, hosts: Iterable[str] = ()
+    ) -> None:
         self.ip = require_loopback(ip)
         self.http_port = http_port
         self.https_port = https_port
@@ -77,8 +80,9 @@ class LabWebServer:
 
     # --- virtual hosts -------------------------------------------------------------------
 
-    def add_host(self, name: str, *, status: int = 200, body: str | None = None,
-                 redirect: str | None = None) -> VirtualHost:
+    def add_host(
+        self, name: str, *, status: int = 200, body: str | None = None, redirect: str | None = None
+    ) -> VirtualHost:
         vhost = VirtualHost(name.lower().rstrip("."), status, body, redirect)
         self._vhosts[vhost.name] = vhost
         if self._ssl_context is not None:
@@ -127,8 +131,9 @@ class LabWebServer:
         await self.start()
         return self
 
-    async def __aexit__(self, exc_type: type[BaseException] | None,
-                        exc: BaseException | None, tb: TracebackType | None) -> None:
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
         await self.close()
 
     async def _bind(self) -> None:
@@ -163,8 +168,9 @@ class LabWebServer:
             http_site = web.TCPSite(runner, self.ip, self.http_port, reuse_address=True)
             await http_site.start()
             self.http_port = http_site.port
-            https_site = web.TCPSite(runner, self.ip, self.https_port, reuse_address=True,
-                                     ssl_context=self._ssl_context)
+            https_site = web.TCPSite(
+                runner, self.ip, self.https_port, reuse_address=True, ssl_context=self._ssl_context
+            )
             await https_site.start()
             self.https_port = https_site.port
         except BaseException:

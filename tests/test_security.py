@@ -1,0 +1,205 @@
+"""Nobody let in: /probe takes catalog names only, TLS and basic auth, no secrets anywhere."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import ssl
+import sys
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import aiohttp
+import bcrypt
+import pytest
+import pytest_asyncio
+import trustme
+import yaml
+
+from monitor.lab.internet import SimulatedInternet
+from monitor.lab.presets import kazakhstan
+from tests.daemon_harness import Daemon, free_port, start_daemon, until, write_fast_config
+
+pytestmark = pytest.mark.asyncio(loop_scope="module")
+
+PASSWORD = "hunter2-correct-horse"
+URL_PASSWORD = "s3cr3t-in-the-url"
+TOKEN = "t0ken-in-the-query"
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def net(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[SimulatedInternet]:
+    async with kazakhstan(workdir=tmp_path_factory.mktemp("lab")) as internet:
+        yield internet
+
+
+def config_with(net: SimulatedInternet, path: Path, **top: object) -> Path:
+    write_fast_config(net, path)
+    document = yaml.safe_load(path.read_text())
+    document.update(top)
+    url = net.url("vlast").replace("http://", f"http://monitor:{URL_PASSWORD}@") + f"?token={TOKEN}"
+    document["targets"].append(
+        {
+            "name": "secretive",
+            "url": url,
+            "country": "KZ",
+            "category": "media",
+            "http": {"body_regex": "never in the page"},
+        }
+    )
+    path.write_text(yaml.safe_dump(document))
+    return path
+
+
+@pytest_asyncio.fixture(loop_scope="module")
+async def daemon(net: SimulatedInternet, tmp_path: Path) -> AsyncIterator[Daemon]:
+    running = await start_daemon(config_with(net, tmp_path / "targets.yaml"), tmp_path / "journal.sqlite")
+    yield running
+    await running.stop()
+
+
+async def test_probe_rejects_urls_unless_the_catalog_allows_adhoc(
+    net: SimulatedInternet, daemon: Daemon, tmp_path: Path
+) -> None:
+    status, text = await daemon.get(f"/probe?target={net.url('kazinform')}")
+    assert status == 400 and "allow_adhoc" in text
+    adhoc = await start_daemon(
+        config_with(net, tmp_path / "adhoc.yaml", allow_adhoc=True), tmp_path / "a.sqlite"
+    )
+    try:
+        status, text = await adhoc.get(f"/probe?target={net.url('kazinform')}")
+        assert (
+            status == 200
+            and 'probe_success{category="adhoc",country="ZZ",target="inform.kz.lab.test"} 1.0' in text
+        )
+        status, text = await adhoc.get("/probe?target=gopher://x")
+        assert status == 400
+    finally:
+        await adhoc.stop()
+
+
+async def test_reload_is_off_unless_enabled(daemon: Daemon) -> None:
+    status, _ = await daemon.post("/-/reload")
+    assert status in (404, 405)
+
+
+async def test_no_secret_appears_in_metrics_api_debug_output_or_logs(daemon: Daemon) -> None:
+    await until(lambda: _failed_twice(daemon), timeout=15, what="the secretive target to fail")
+    _, debug = await daemon.get("/probe?target=secretive&debug=true")
+    assert "GET http://monitor:<redacted>@vlast.kz.lab.test" in debug and "token=<redacted>" in debug
+    seen = [debug]
+    for path in ("/metrics", "/api/status", "/api/outages?since=1h", "/probe?target=secretive"):
+        seen.append((await daemon.get(path))[1])
+    await daemon.stop()
+    seen.append(daemon.state.with_suffix(".log").read_text())
+    for text in seen:
+        assert URL_PASSWORD not in text and TOKEN not in text
+
+
+async def _failed_twice(daemon: Daemon) -> bool:
+    value = await daemon.value(
+        "probe_failures_total",
+        target="secretive",
+        country="KZ",
+        category="media",
+        reason="http_body_mismatch",
+    )
+    return (value or 0) >= 2
+
+
+@pytest.fixture(scope="module")
+def server_pki(tmp_path_factory: pytest.TempPathFactory) -> tuple[trustme.CA, Path]:
+    ca = trustme.CA()
+    directory = tmp_path_factory.mktemp("web-pki")
+    cert = ca.issue_cert("127.0.0.1")
+    cert.private_key_pem.write_to_path(str(directory / "key.pem"))
+    cert.cert_chain_pems[0].write_to_path(str(directory / "cert.pem"))
+    return ca, directory
+
+
+async def test_tls_and_basic_auth_protect_everything_but_healthz(
+    net: SimulatedInternet, tmp_path: Path, server_pki: tuple[trustme.CA, Path]
+) -> None:
+    ca, directory = server_pki
+    hashed = bcrypt.hashpw(PASSWORD.encode(), bcrypt.gensalt(rounds=4)).decode()
+    web_config = tmp_path / "web.yaml"
+    web_config.write_text(
+        yaml.safe_dump(
+            {
+                "tls_server_config": {
+                    "cert_file": str(directory / "cert.pem"),
+                    "key_file": str(directory / "key.pem"),
+                },
+                "basic_auth_users": {"prometheus": hashed},
+            }
+        )
+    )
+    port = free_port()
+    config = config_with(net, tmp_path / "targets.yaml")
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "monitor",
+        "run",
+        "--config",
+        str(config),
+        "--listen",
+        f"127.0.0.1:{port}",
+        "--web-config",
+        str(web_config),
+        stderr=asyncio.subprocess.DEVNULL,
+    )
+    client_context = ssl.create_default_context()
+    ca.configure_trust(client_context)
+    base = f"https://127.0.0.1:{port}"
+
+    async def status(path: str, password: str | None = None) -> int:
+        headers = {}
+        if password is not None:
+            headers["Authorization"] = "Basic " + base64.b64encode(f"prometheus:{password}".encode()).decode()
+        async with (
+            aiohttp.ClientSession() as session,
+            session.get(base + path, ssl=client_context, headers=headers) as response,
+        ):
+            return response.status
+
+    async def serving() -> bool:
+        try:
+            return await status("/healthz") == 200
+        except aiohttp.ClientError:
+            return False
+
+    try:
+        await until(serving, timeout=20, what="the TLS daemon")
+        assert await status("/metrics") == 401
+        assert await status("/metrics", "wrong password") == 401
+        assert await status("/metrics", PASSWORD) == 200
+        assert await status("/api/status", PASSWORD) == 200
+        assert await status("/probe?target=kazinform") == 401
+        with pytest.raises(aiohttp.ClientError):
+            async with aiohttp.ClientSession() as session, session.get(f"http://127.0.0.1:{port}/healthz"):
+                pass
+    finally:
+        process.terminate()
+        await process.wait()
+
+
+async def test_a_web_config_with_a_plain_password_is_refused_with_a_clear_error(tmp_path: Path) -> None:
+    web_config = tmp_path / "web.yaml"
+    web_config.write_text("basic_auth_users:\n  prometheus: hunter2\n")
+    config = tmp_path / "targets.yaml"
+    config.write_text("targets: []\n")
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "monitor",
+        "run",
+        "--config",
+        str(config),
+        "--web-config",
+        str(web_config),
+        stderr=asyncio.subprocess.PIPE,
+    )
+    _, stderr = await asyncio.wait_for(process.communicate(), 30)
+    assert process.returncode == 2
+    assert f"{web_config}:2: basic_auth_users.prometheus: must be a bcrypt hash" in stderr.decode()
