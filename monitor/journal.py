@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import logging
 import sqlite3
+import time
 from collections import Counter
 from pathlib import Path
 
@@ -52,16 +53,34 @@ class Journal:
 
     def _connection(self) -> sqlite3.Connection:
         if self._db is None:
-            db = sqlite3.connect(self.path, timeout=1.0, isolation_level=None, check_same_thread=False)
             try:
-                db.execute("PRAGMA journal_mode=WAL")
-                db.execute("PRAGMA synchronous=NORMAL")
-                db.executescript(_SCHEMA)
-            except BaseException:
-                db.close()
-                raise
-            self._db = db
+                self._db = self._open()
+            except sqlite3.DatabaseError as exc:
+                if not _is_corruption(exc):
+                    raise
+                self._set_aside(exc)
+                self._db = self._open()
         return self._db
+
+    def _open(self) -> sqlite3.Connection:
+        db = sqlite3.connect(self.path, timeout=1.0, isolation_level=None, check_same_thread=False)
+        try:
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute("PRAGMA synchronous=NORMAL")
+            db.executescript(_SCHEMA)
+            db.execute("SELECT count(*) FROM outages").fetchone()
+        except BaseException:
+            db.close()
+            raise
+        return db
+
+    def _set_aside(self, exc: Exception) -> None:
+        """A corrupt journal is kept for forensics under another name; a fresh one takes its place."""
+        aside = self.path.with_name(f"{self.path.name}.corrupt-{int(time.time())}")
+        log.error("outage journal %s is corrupt (%s): moved to %s, starting a new one", self.path, exc, aside)
+        self.path.replace(aside)
+        for suffix in ("-wal", "-shm"):
+            self.path.with_name(self.path.name + suffix).unlink(missing_ok=True)
 
     def _failed(self, action: str, exc: Exception) -> None:
         self.errors += 1
@@ -155,6 +174,11 @@ class Journal:
         except sqlite3.Error as exc:
             raise JournalError(f"{path}: {exc}") from None
         return [_outage(row) for row in rows]
+
+
+def _is_corruption(exc: sqlite3.DatabaseError) -> bool:
+    message = str(exc).lower()
+    return "not a database" in message or "malformed" in message
 
 
 def _row(outage: Outage) -> tuple[object, ...]:
