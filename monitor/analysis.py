@@ -71,6 +71,7 @@ class Analyzer:
         self.warmup_until = clock()
         self.settle = 0.0
         self._covering: dict[str, list[Outage]] = {}
+        self._dark_networks: set[str] = set()  # "KZ/AS9198" keys whose targets are all down
         self._closed_unsynced: list[Outage] = []
         self._dirty = True
         self._baseline_synced_at = 0.0
@@ -268,6 +269,7 @@ class Analyzer:
             self._close(key, now)
 
     def _evaluate_networks(self, members: dict[str, list[Target]], now: float) -> None:
+        self._dark_networks = set()
         for country, targets in members.items():
             country_dark = (Scope.COUNTRY, country) in self.open
             networks: dict[int, list[Target]] = defaultdict(list)
@@ -278,6 +280,8 @@ class Analyzer:
             for asn, network in networks.items():
                 key = (Scope.NETWORK, f"{country}/AS{asn}")
                 all_down = all(self.states[target.name].health is Health.DOWN for target in network)
+                if all_down and len(network) >= self.options.min_network_targets:
+                    self._dark_networks.add(key[1])
                 if all_down and len(network) >= self.options.min_network_targets and key not in self.open:
                     started = max(self._streak_start(target) for target in network)
                     if not country_dark and now - started >= self.settle:
@@ -321,10 +325,12 @@ class Analyzer:
                 self._close(key, now)
 
     def _explained(self, target: Target) -> bool:
-        if (Scope.COUNTRY, target.country) in self.open:
+        """Whether a wider event (open, or about to open once it has settled) covers the target."""
+        country = self.countries.get(target.country)
+        if (Scope.COUNTRY, target.country) in self.open or (country and country.state == "shutdown"):
             return True
         asn = self.asn_of(target)
-        return asn is not None and (Scope.NETWORK, f"{target.country}/AS{asn}") in self.open
+        return asn is not None and f"{target.country}/AS{asn}" in self._dark_networks
 
     def _streak_start(self, target: Target) -> float:
         state = self.states[target.name]

@@ -135,8 +135,8 @@ async def _serving(
             loop.add_signal_handler(signum, stopping.set)
         log.info(
             "probing %d targets, serving on %s://%s:%d/metrics",
-            "https" if ssl_context else "http",
             len(monitor.catalog.targets) if monitor.catalog else 0,
+            "https" if ssl_context else "http",
             host,
             port,
         )

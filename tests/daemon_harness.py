@@ -43,6 +43,11 @@ class Daemon:
     state: Path
 
     @property
+    def log(self) -> Path:
+        """The daemon's stderr."""
+        return self.config.with_suffix(".log")
+
+    @property
     def base(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
@@ -80,12 +85,15 @@ class Daemon:
                 self.process.kill()
                 await self.process.wait()
                 raise
-        return time.monotonic() - started
+        elapsed = time.monotonic() - started
+        log = self.log.read_text(errors="replace")
+        assert "Traceback" not in log and "Logging error" not in log, f"the daemon logged a traceback:\n{log}"
+        return elapsed
 
 
 async def start_daemon(config: Path, state: Path, *extra: str) -> Daemon:
     port = free_port()
-    with open(state.with_suffix(".log"), "wb") as log:  # the child keeps its own copy of the fd
+    with open(config.with_suffix(".log"), "wb") as log:  # the child keeps its own copy of the fd
         process = await asyncio.create_subprocess_exec(
             sys.executable,
             "-m",
@@ -109,7 +117,7 @@ async def start_daemon(config: Path, state: Path, *extra: str) -> Daemon:
 
 async def _healthy(daemon: Daemon) -> bool:
     if daemon.process.returncode is not None:
-        raise AssertionError(f"the daemon exited: {daemon.state.with_suffix('.log').read_text()}")
+        raise AssertionError(f"the daemon exited: {daemon.log.read_text()}")
     try:
         status, _ = await daemon.get("/healthz")
     except aiohttp.ClientError:

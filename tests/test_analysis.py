@@ -231,3 +231,14 @@ def test_an_unwritable_journal_keeps_outages_in_memory_and_counts_errors(tmp_pat
     metrics = world.metrics()
     assert "monitor_journal_healthy 0.0" in metrics
     assert "monitor_journal_errors_total 0.0" not in metrics
+
+
+def test_a_network_failing_over_several_rounds_is_one_network_outage_with_the_default_settle() -> None:
+    world = World(catalog=parse_catalog(catalog_text().replace("{settle: 10s, ", "{")))
+    world.round(8)
+    world.down.add("kcell")
+    world.round(1)
+    world.down.update(["halyk", "kaspi"])
+    world.round(10)
+    assert world.outages() == ["network:KZ/AS29355"]
+    assert world.analyzer.open[(Scope.NETWORK, "KZ/AS29355")].evidence["tcp_timeout"] >= 6

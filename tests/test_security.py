@@ -91,7 +91,7 @@ async def test_no_secret_appears_in_metrics_api_debug_output_or_logs(daemon: Dae
     for path in ("/metrics", "/api/status", "/api/outages?since=1h", "/probe?target=secretive"):
         seen.append((await daemon.get(path))[1])
     await daemon.stop()
-    seen.append(daemon.state.with_suffix(".log").read_text())
+    seen.append(daemon.log.read_text())
     for text in seen:
         assert URL_PASSWORD not in text and TOKEN not in text
 

@@ -1,0 +1,435 @@
+"""End to end with the real binaries, everything on 127.0.0.1.
+
+The daemon (`python -m monitor run`) probes the simulated Kazakhstan; a real Prometheus scrapes it
+and evaluates the shipped alert rules; a real Alertmanager routes and inhibits with the shipped
+deploy/alertmanager.yml and delivers to a webhook run by this test.
+
+Only timings differ from what ships, so the module runs in about a minute: the daemon probes every
+second (write_fast_config), Prometheus scrapes and evaluates every second, Alertmanager waits 1s
+before it sends a group, and the test's COPY of the rules has every `for:` divided by SPEEDUP. That
+keeps their order: CountryShutdown (1m) still fires before TargetDown (2m), as in production.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import shutil
+import time
+from collections.abc import AsyncIterator, Iterator
+from contextlib import AsyncExitStack
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import aiohttp
+import pytest
+import pytest_asyncio
+import yaml
+from aiohttp import web
+
+from monitor.durations import format_duration, parse_duration
+from monitor.lab.internet import SimulatedInternet
+from monitor.lab.presets import KAZAKHSTAN_STAYS_UP, kazakhstan
+from monitor.lab.web import Mode
+from tests.daemon_harness import Daemon, free_port, start_daemon, until, write_fast_config
+from tests.test_deploy import (
+    ALERTMANAGER_CONFIG,
+    GRAFANA_VARIABLES,
+    OUTAGE_SCOPES,
+    RULES,
+    _dashboards,
+    _panels,
+    _substitute,
+    _variable_query,
+)
+
+PROMETHEUS = shutil.which("prometheus")
+ALERTMANAGER = shutil.which("prometheus-alertmanager") or shutil.which("alertmanager")
+if PROMETHEUS is None or ALERTMANAGER is None:
+    pytest.skip(
+        "needs the prometheus and alertmanager binaries (Debian: apt-get install prometheus "
+        "prometheus-alertmanager)",
+        allow_module_level=True,
+    )
+
+pytestmark = [pytest.mark.e2e, pytest.mark.asyncio(loop_scope="module")]
+
+SPEEDUP = 15  # the test's rules: for: 1m -> 4s, 2m -> 8s, 5m -> 20s
+ALERTMANAGER_TIMING = {"group_wait": "1s", "group_interval": "1s"}
+# Seconds of data are all there is: rates over 10s, not Grafana's usual minute.
+SHORT_WINDOWS = {"$__rate_interval": "10s", "$__interval": "10s", "$__range": "1m"}
+# Panels that are empty on a healthy network; each must show data during the shutdown below.
+EMPTY_WHEN_HEALTHY = {("country-overview.json", "Open outages now")}
+# A site alert sent now and then resolved by a flush that was already under way: let it land.
+FLUSH_SECONDS = 3 * parse_duration(ALERTMANAGER_TIMING["group_interval"])
+
+
+# ----------------------------------------------------------------------- the webhook receiver
+
+
+@dataclass(frozen=True)
+class Delivery:
+    at: float
+    receiver: str
+    status: str
+    labels: dict[str, str]
+
+    def matches(self, **labels: str) -> bool:
+        return all(self.labels.get(name) == value for name, value in labels.items())
+
+
+@dataclass
+class Webhook:
+    """What Alertmanager's webhook_configs post, one Delivery per alert in each notification."""
+
+    deliveries: list[Delivery] = field(default_factory=list)
+
+    async def receive(self, request: web.Request) -> web.Response:
+        payload = await request.json()
+        now = time.monotonic()
+        for alert in payload["alerts"]:
+            self.deliveries.append(Delivery(now, payload["receiver"], alert["status"], alert["labels"]))
+        return web.Response(text="ok")
+
+    def since(self, mark: int, **labels: str) -> list[Delivery]:
+        return [delivery for delivery in self.deliveries[mark:] if delivery.matches(**labels)]
+
+    def latest_status(self) -> dict[tuple[tuple[str, str], ...], str]:
+        return {tuple(sorted(d.labels.items())): d.status for d in self.deliveries}
+
+
+# --------------------------------------------------------------------------- the processes
+
+
+@dataclass
+class Server:
+    name: str
+    process: asyncio.subprocess.Process
+    base: str
+    log: Path
+
+
+async def _start_server(
+    stack: AsyncExitStack, session: aiohttp.ClientSession, name: str, argv: list[str], port: int, log: Path
+) -> Server:
+    with open(log, "wb") as out:  # the child keeps its own copy of the fd
+        process = await asyncio.create_subprocess_exec(
+            *argv, stdin=asyncio.subprocess.DEVNULL, stdout=out, stderr=asyncio.subprocess.STDOUT
+        )
+    stack.push_async_callback(_stop, process)
+    server = Server(name, process, f"http://127.0.0.1:{port}", log)
+    await until(lambda: _ready(session, server), timeout=30, what=f"{name} to answer /-/ready")
+    return server
+
+
+async def _ready(session: aiohttp.ClientSession, server: Server) -> bool:
+    if server.process.returncode is not None:
+        raise AssertionError(f"{server.name} exited:\n{server.log.read_text()[-3000:]}")
+    try:
+        async with session.get(server.base + "/-/ready") as response:
+            return response.status == 200
+    except aiohttp.ClientError:
+        return False
+
+
+async def _stop(process: asyncio.subprocess.Process) -> None:
+    if process.returncode is not None:
+        return
+    process.terminate()
+    try:
+        await asyncio.wait_for(process.wait(), 10)
+    except TimeoutError:
+        process.kill()
+        await process.wait()
+
+
+def _alertmanager_config(webhook: str) -> dict[str, Any]:
+    """deploy/alertmanager.yml with its routes and inhibitions as shipped, sending to `webhook`."""
+    config = yaml.safe_load(ALERTMANAGER_CONFIG.read_text())
+    routes = [config["route"]]
+    config["route"].update(ALERTMANAGER_TIMING)
+    while routes:
+        route = routes.pop()
+        for key in ALERTMANAGER_TIMING.keys() & route.keys():
+            route[key] = ALERTMANAGER_TIMING[key]
+        routes += route.get("routes", [])
+    for receiver in config["receivers"]:
+        assert set(receiver) == {"name", "webhook_configs"}, f"only webhooks are redirected: {receiver}"
+        for hook in receiver["webhook_configs"]:
+            hook["url"] = webhook + urlsplit(hook["url"]).path
+    return config
+
+
+def _fast_rules() -> dict[str, Any]:
+    """The test's copy of deploy/rules/monitor-alerts.yml: every `for:` divided by SPEEDUP."""
+    rules = yaml.safe_load(RULES.read_text())
+    for group in rules["groups"]:
+        for rule in group["rules"]:
+            if "for" in rule:
+                rule["for"] = format_duration(max(1.0, parse_duration(rule["for"]) / SPEEDUP))
+    return rules
+
+
+def _prometheus_config(rules: Path, daemon: Daemon, alertmanager: str) -> dict[str, Any]:
+    return {
+        "global": {"scrape_interval": "1s", "scrape_timeout": "1s", "evaluation_interval": "1s"},
+        "rule_files": [str(rules)],
+        "alerting": {"alertmanagers": [{"static_configs": [{"targets": [alertmanager]}]}]},
+        # the job name the rules expect
+        "scrape_configs": [
+            {"job_name": "shutdown-monitor", "static_configs": [{"targets": [f"127.0.0.1:{daemon.port}"]}]}
+        ],
+    }
+
+
+@dataclass
+class Stack:
+    net: SimulatedInternet
+    daemon: Daemon
+    prometheus: Server
+    alertmanager: Server
+    webhook: Webhook
+    session: aiohttp.ClientSession
+
+    async def query(self, expr: str) -> list[dict[str, Any]]:
+        async with self.session.get(self.prometheus.base + "/api/v1/query", params={"query": expr}) as r:
+            body = await r.json()
+        if body.get("status") != "success":
+            raise QueryError(f"{expr}: {body.get('errorType')}: {body.get('error')}")
+        return list(body["data"]["result"])
+
+    async def label_values(self, label: str, selector: str) -> list[str]:
+        url = f"{self.prometheus.base}/api/v1/label/{label}/values"
+        async with self.session.get(url, params={"match[]": selector}) as response:
+            body = await response.json()
+        if body.get("status") != "success":
+            raise QueryError(f"label_values({selector}, {label}): {body.get('error')}")
+        return list(body["data"])
+
+    async def alertmanager_alerts(self, **labels: str) -> list[dict[str, Any]]:
+        """Alerts Alertmanager holds now (active, silenced or inhibited; resolved ones drop out)."""
+        async with self.session.get(self.alertmanager.base + "/api/v2/alerts") as response:
+            alerts = await response.json()
+        return [a for a in alerts if all(a["labels"].get(k) == v for k, v in labels.items())]
+
+
+class QueryError(AssertionError):
+    pass
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def stack(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Stack]:
+    assert PROMETHEUS is not None and ALERTMANAGER is not None
+    workdir = tmp_path_factory.mktemp("e2e")
+    webhook = Webhook()
+    async with AsyncExitStack() as exits:
+        session = await exits.enter_async_context(aiohttp.ClientSession())
+        net = await exits.enter_async_context(kazakhstan(workdir=workdir / "lab"))
+
+        app = web.Application()
+        app.router.add_post("/alerts/{receiver}", webhook.receive)
+        runner = web.AppRunner(app)
+        await runner.setup()
+        exits.push_async_callback(runner.cleanup)
+        webhook_port = free_port()
+        await web.TCPSite(runner, "127.0.0.1", webhook_port).start()
+
+        daemon = await start_daemon(write_fast_config(net, workdir / "targets.yaml"), workdir / "journal.sqlite")
+        exits.push_async_callback(daemon.stop)
+
+        am_port = free_port()
+        am_config = workdir / "alertmanager.yml"
+        am_config.write_text(yaml.safe_dump(_alertmanager_config(f"http://127.0.0.1:{webhook_port}")))
+        alertmanager = await _start_server(exits, session, "alertmanager", [
+            ALERTMANAGER, f"--config.file={am_config}", f"--storage.path={workdir / 'alertmanager'}",
+            f"--web.listen-address=127.0.0.1:{am_port}", "--cluster.listen-address=",
+        ], am_port, workdir / "alertmanager.log")  # fmt: skip
+
+        prom_port = free_port()
+        rules = workdir / "monitor-alerts.fast.yml"
+        rules.write_text(yaml.safe_dump(_fast_rules(), sort_keys=False))
+        prom_config = workdir / "prometheus.yml"
+        prom_config.write_text(yaml.safe_dump(_prometheus_config(rules, daemon, f"127.0.0.1:{am_port}")))
+        prometheus = await _start_server(exits, session, "prometheus", [
+            PROMETHEUS, f"--config.file={prom_config}", f"--storage.tsdb.path={workdir / 'prometheus'}",
+            f"--web.listen-address=127.0.0.1:{prom_port}",
+        ], prom_port, workdir / "prometheus.log")  # fmt: skip
+
+        yield Stack(net, daemon, prometheus, alertmanager, webhook, session)
+
+
+# ------------------------------------------------------------------------- a healthy network
+
+
+def _key(labels: dict[str, str]) -> tuple[tuple[str, str], ...]:
+    return tuple(sorted(labels.items()))
+
+
+async def _healthy_alerts(stack: Stack) -> set[tuple[tuple[str, str], ...]] | None:
+    """The outage alerts of the healthy network once everything agrees on them, else None.
+
+    Healthy: the country is normal and the vantage online in Prometheus; the only outage alerts,
+    pending or firing, are TargetDown for the targets down anyway (geo-blocked from abroad); and
+    Alertmanager holds exactly those, not inhibited, and has delivered them.
+    """
+    if not await stack.query('monitor_country_state{country="KZ", state="normal"} == 1'):
+        return None
+    if not await stack.query("monitor_vantage_online == 1"):
+        return None
+    down = {s["metric"]["target"] for s in await stack.query('monitor_target_up{category!="control"} == 0')}
+    alerts = await stack.query(f'ALERTS{{scope=~"{"|".join(OUTAGE_SCOPES)}"}}')
+    firing = {
+        s["metric"]["target"]
+        for s in alerts
+        if s["metric"]["alertname"] == "TargetDown" and s["metric"]["alertstate"] == "firing"
+    }
+    if firing != down or len(alerts) != len(down):
+        return None
+    held = [a for a in await stack.alertmanager_alerts() if a["labels"].get("scope") in OUTAGE_SCOPES]
+    if {a["labels"].get("target") for a in held} != down or any(a["status"]["inhibitedBy"] for a in held):
+        return None
+    expected = {_key(a["labels"]) for a in held}
+    still_firing = {key for key, status in stack.webhook.latest_status().items() if status == "firing"}
+    if {key for key in still_firing if dict(key).get("scope") in OUTAGE_SCOPES} != expected:
+        return None
+    return expected
+
+
+@pytest_asyncio.fixture(loop_scope="module")
+async def healthy(stack: Stack) -> set[tuple[tuple[str, str], ...]]:
+    """Restore the lab and wait until every component agrees the network is healthy again."""
+    await stack.net.restore_all()
+    found: list[set[tuple[tuple[str, str], ...]]] = []
+
+    async def settled() -> bool:
+        alerts = await _healthy_alerts(stack)
+        found.extend([alerts] if alerts is not None else [])
+        return bool(found)
+
+    await until(settled, timeout=60, what="a healthy network in Prometheus, Alertmanager and the webhook")
+    await asyncio.sleep(FLUSH_SECONDS)
+    return found[0]
+
+
+# ------------------------------------------------------------------------------ dashboards
+
+
+def _panel_exprs() -> Iterator[tuple[str, str, str]]:
+    for name, board in _dashboards().items():
+        for panel in _panels(board["panels"]):
+            for target in panel.get("targets", []):
+                yield name, panel["title"], target["expr"]
+
+
+async def test_every_dashboard_query_runs_and_shows_data_on_a_healthy_network(
+    stack: Stack, healthy: set[tuple[tuple[str, str], ...]]
+) -> None:
+    assert SHORT_WINDOWS.keys() == GRAFANA_VARIABLES.keys()
+    titles = {(name, title) for name, title, _ in _panel_exprs()}
+    assert titles >= EMPTY_WHEN_HEALTHY, "EMPTY_WHEN_HEALTHY names a panel that does not exist"
+    empty = set()
+    for name, title, expr in _panel_exprs():
+        if not await stack.query(_substitute(expr, SHORT_WINDOWS)):
+            empty.add((name, title))
+    for name, board in _dashboards().items():
+        for annotation in board["annotations"]["list"]:
+            if "expr" in annotation:
+                await stack.query(_substitute(annotation["expr"], SHORT_WINDOWS))  # it runs; empty is fine
+        for variable in board["templating"]["list"]:
+            found = re.fullmatch(r"label_values\((.+),\s*(\w+)\)", _variable_query(variable))
+            if found:
+                values = await stack.label_values(found[2], _substitute(found[1]))
+                assert values, f"{name}: variable {variable['name']} has no values"
+    print("panels without data on a healthy network:", sorted(empty) or "none")
+    assert empty <= EMPTY_WHEN_HEALTHY, f"panels without data: {sorted(empty - EMPTY_WHEN_HEALTHY)}"
+
+
+# ------------------------------------------------------------------------- country shutdown
+
+
+async def test_a_country_shutdown_is_one_alert_that_silences_the_sites_it_explains(
+    stack: Stack, healthy: set[tuple[tuple[str, str], ...]]
+) -> None:
+    mark = len(stack.webhook.deliveries)
+    await stack.net.set_country("KZ", Mode.BLACKHOLE, except_hosts=KAZAKHSTAN_STAYS_UP)
+    try:
+        seconds = await until(
+            lambda: _delivered(stack, mark, alertname="CountryShutdown", country="KZ"),
+            timeout=60,
+            what="CountryShutdown for KZ at the webhook",
+        )
+        print(f"CountryShutdown delivered {seconds:.1f}s after the blackout")
+        (shutdown,) = stack.webhook.since(mark, alertname="CountryShutdown")
+        assert (shutdown.receiver, shutdown.labels["severity"]) == ("outages", "critical")
+
+        # The sites that went dark with the country reach Alertmanager (TargetDown's `for:` is
+        # longer, so after CountryShutdown) and are held back by the inhibition...
+        await until(lambda: _sites_inhibited_by_the_shutdown(stack), timeout=30, what="inhibited TargetDown")
+        await asyncio.sleep(FLUSH_SECONDS)
+        # ...so no notification about them, or about KZ's networks or degraded state, goes out.
+        explained = [
+            d
+            for d in stack.webhook.since(mark, country="KZ")
+            if d.labels["alertname"] in {"TargetDown", "NetworkOutage", "CountryDegraded"}
+        ]
+        assert not explained, f"sent although CountryShutdown explains them: {explained}"
+
+        for name, title, expr in _panel_exprs():
+            if (name, title) in EMPTY_WHEN_HEALTHY:
+                assert await stack.query(_substitute(expr, SHORT_WINDOWS)), f"{name}: {title!r} is empty"
+    finally:
+        await stack.net.restore_all()
+
+
+async def _delivered(stack: Stack, mark: int, **labels: str) -> bool:
+    return any(d.status == "firing" for d in stack.webhook.since(mark, **labels))
+
+
+async def _sites_inhibited_by_the_shutdown(stack: Stack) -> bool:
+    """Every KZ target down in Prometheus has a TargetDown in Alertmanager, inhibited by the shutdown."""
+    (shutdown,) = await stack.alertmanager_alerts(alertname="CountryShutdown", country="KZ")
+    down = await stack.query('monitor_target_up{country="KZ"} == 0')
+    sites = await stack.alertmanager_alerts(alertname="TargetDown", country="KZ")
+    return (
+        len(down) > len(KAZAKHSTAN_STAYS_UP)
+        and {a["labels"]["target"] for a in sites} == {s["metric"]["target"] for s in down}
+        and all(
+            a["status"]["state"] == "suppressed" and a["status"]["inhibitedBy"] == [shutdown["fingerprint"]]
+            for a in sites
+        )
+    )
+
+
+# --------------------------------------------------------------------------- vantage offline
+
+
+async def test_our_vantage_going_offline_alerts_the_operator_and_nobody_else(
+    stack: Stack, healthy: set[tuple[tuple[str, str], ...]]
+) -> None:
+    # The geo-blocked site's TargetDown was firing and delivered before: it must neither repeat
+    # nor resolve while we are blind.
+    assert healthy, "expected a TargetDown firing on the healthy network (the geo-blocked site)"
+    mark = len(stack.webhook.deliveries)
+    offline_at = time.monotonic()
+    await stack.net.set_vantage_offline(True)
+    try:
+        seconds = await until(
+            lambda: _delivered(stack, mark, alertname="VantageOffline"),
+            timeout=60,
+            what="VantageOffline at the webhook",
+        )
+        print(f"VantageOffline delivered {seconds:.1f}s after the uplink went")
+        (vantage,) = stack.webhook.since(mark, alertname="VantageOffline")
+        assert (vantage.receiver, vantage.labels["scope"]) == ("operator", "vantage")
+        # longer than TargetDown's and NetworkOutage's `for:` twice over
+        await asyncio.sleep(max(0.0, offline_at + 20 - time.monotonic()))
+        # The rules' gate holds every outage alert back, not even pending...
+        pending = await stack.query(f'ALERTS{{scope=~"{"|".join(OUTAGE_SCOPES)}"}}')
+        assert not pending, [s["metric"] for s in pending]
+        # ...and nothing about the country reaches anyone: neither new alerts nor "resolved".
+        outages = [d for d in stack.webhook.since(mark) if d.labels.get("scope") in OUTAGE_SCOPES]
+        assert not outages, f"sent while our vantage is offline: {outages}"
+    finally:
+        await stack.net.restore_all()
