@@ -17,6 +17,8 @@ from typing import Any
 import pytest
 import yaml
 
+from monitor.durations import parse_duration
+
 ROOT = Path(__file__).resolve().parents[1]
 DEPLOY = ROOT / "deploy"
 RULES = DEPLOY / "rules" / "monitor-alerts.yml"
@@ -197,6 +199,14 @@ def test_outage_alerts_are_gated_on_the_vantage_being_online() -> None:
             assert re.search(r"and on\s*\((vantage)?\)\s*monitor_vantage_online == 1", rule["expr"]), (
                 f"{name} must be gated with `and on(vantage) monitor_vantage_online == 1`"
             )
+
+
+def test_gated_alerts_keep_firing_until_vantage_offline_can_inhibit_them() -> None:
+    """Else the gate resolves them when our uplink dies, and "resolved" goes out before VantageOffline."""
+    vantage_offline = parse_duration(_alerts()["VantageOffline"]["for"])
+    for name, rule in _alerts().items():
+        if "monitor_vantage_online == 1" in rule["expr"]:
+            assert parse_duration(rule.get("keep_firing_for", "0s")) > vantage_offline, name
 
 
 def test_only_vantage_offline_has_the_vantage_scope() -> None:
