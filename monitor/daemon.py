@@ -30,6 +30,8 @@ disable_created_metrics()  # `_created` series double the exposition and no dash
 
 log = logging.getLogger(__name__)
 
+_OVERRUN_TOLERANCE = 0.25
+
 
 class Monitor:
     def __init__(
@@ -61,6 +63,8 @@ class Monitor:
         self._apply(load_catalog(self.config_path))
         self.analyzer.restore()
         self.scheduler.start()
+        loop = asyncio.get_running_loop()
+        self.metrics.tasks.set_function(lambda: len(asyncio.all_tasks(loop)))
         self._analysis = asyncio.get_running_loop().create_task(self.analyzer.run())
 
     def reload(self) -> bool:
@@ -89,7 +93,10 @@ class Monitor:
         return changes
 
     async def _probe_and_record(self, target: Target) -> None:
-        self.record(await self.prober.probe(target))
+        result = await self.prober.probe(target)
+        if result.duration_seconds > target.timeout + _OVERRUN_TOLERANCE:
+            self.metrics.overruns.inc()
+        self.record(result)
 
     def record(self, result: ProbeResult) -> None:
         self.results.record(result)

@@ -180,6 +180,12 @@ class DaemonMetrics:
             "Slots skipped because the target's previous probe was still running",
             registry=registry,
         )
+        self.overruns = CounterMetric(
+            "monitor_probe_deadline_overruns",
+            "Probes that ended more than 250ms after their deadline (should stay 0)",
+            registry=registry,
+        )
+        self.tasks = Gauge("monitor_asyncio_tasks", "Tasks alive in the event loop", registry=registry)
         self.targets = Gauge("monitor_targets", "Targets scheduled by this instance", registry=registry)
         self.reload_ok = Gauge(
             "monitor_config_last_reload_successful",
