@@ -6,8 +6,9 @@ probe. The rules, in the order they are applied:
 1. Vantage: when most control targets abroad fail, the problem is ours. A vantage outage opens,
    every other target's results are held (not counted) and no other outage opens or closes.
 2. Country: among a country's *normally reachable* targets (up within `baseline_window` before
-   the reference time: now, or the start of an open country outage), the share that is up, divided
-   by the share of controls that are up. At or under `shutdown_ratio`, with the down targets on at
+   the reference time: now, or the start of an open country outage), the share that is up (not
+   down and not failing `country_down_after` times in a row), divided by the share of controls
+   that are up. At or under `shutdown_ratio`, with the down targets on at
    least `min_asns` networks, the country is in `shutdown`; under `degraded_ratio`, `degraded`.
 3. Network: every normally reachable target of one ASN (at least `min_network_targets`) down while
    the country as a whole is not in shutdown.
@@ -225,8 +226,12 @@ class Analyzer:
         counted = [
             target for target in targets if self.normally_reachable(self.states[target.name], reference)
         ]
-        up = [target for target in counted if self.states[target.name].health is Health.UP]
-        down = [target for target in counted if self.states[target.name].health is Health.DOWN]
+        down = [target for target in counted if self._dark_for_country(self.states[target.name])]
+        up = [
+            target
+            for target in counted
+            if self.states[target.name].health is Health.UP and target not in down
+        ]
         summary = self.countries.setdefault(country, CountryState())
         summary.counted, summary.down = len(up) + len(down), len(down)
         summary.by_category = _ratios_by_category(up, down)
@@ -267,6 +272,11 @@ class Analyzer:
             )
         elif summary.state != "shutdown" and outage is not None:
             self._close(key, now)
+
+    def _dark_for_country(self, state: TargetState) -> bool:
+        """Down, or failing `country_down_after` times in a row: many targets failing together on
+        several networks corroborate each other, so the country needs fewer repeats than a site."""
+        return state.health is Health.DOWN or state.failures_in_a_row >= self.options.country_down_after
 
     def _evaluate_networks(self, members: dict[str, list[Target]], now: float) -> None:
         self._dark_networks = set()
