@@ -335,6 +335,24 @@ def test_country_shutdown_inhibits_only_its_own_country_from_the_same_vantage() 
     assert rules and all(sorted(rule["equal"]) == ["country", "vantage"] for rule in rules)
 
 
+def test_an_inhibiting_alert_fires_before_and_resolves_after_the_alerts_it_inhibits() -> None:
+    """Else the alerts it explains are sent when they start before it, or outlive it at the end."""
+    alerts = _alerts()
+
+    def seconds(alert: str, key: str) -> float:
+        return parse_duration(alerts[alert].get(key, "0s"))
+
+    for rule in _yaml(ALERTMANAGER_CONFIG)["inhibit_rules"]:
+        (source,) = rule["source_matchers"]
+        targets = re.fullmatch(r'alertname=~?"([\w|]+)"', rule["target_matchers"][0])
+        if not source.startswith("alertname=") or targets is None:
+            continue
+        source = source.removeprefix('alertname="').removesuffix('"')
+        for target in targets.group(1).split("|"):
+            assert seconds(target, "for") > seconds(source, "for"), (source, target)
+            assert seconds(target, "keep_firing_for") < seconds(source, "keep_firing_for"), (source, target)
+
+
 def test_alert_labels_used_by_alertmanager_exist_on_the_alerts() -> None:
     alerts = _alerts()
     assert {"VantageOffline", "CountryShutdown"} <= set(alerts)
