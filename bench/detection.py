@@ -1,0 +1,313 @@
+#!/usr/bin/env python3
+"""Detection latency: how long after a country goes dark does the daemon say `shutdown`?
+
+The lab's Kazakhstan preset (25 targets on six networks, five controls abroad) runs in its own
+process; our daemon probes it at a 15 s interval. Once every reachable target is up and the
+country is `normal`, the benchmark blackholes Kazakhstan through the lab's control API
+(nationalbank and primeminister stay up, as in January 2022) and polls /metrics every 0.5 s
+until monitor_country_state{country="KZ",state="shutdown"} is 1. Then it restores the lab,
+waits for `normal` again and repeats.
+
+    python bench/detection.py [--quick] [--repeats 3] [--interval 15s --timeout 5s]
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench.common import (
+    BenchError,
+    Daemon,
+    Lab,
+    Stack,
+    default_json,
+    machine_info,
+    print_machine,
+    start_daemon,
+    start_lab,
+    table,
+    value,
+    verdict,
+    wait_until,
+    write_json,
+)
+from monitor.durations import parse_duration
+
+NAME = "detection"
+COUNTRY = "KZ"
+STAYS_UP = ["nationalbank", "primeminister"]
+GOAL_INTERVALS = 3.0
+POLL_SECONDS = 0.5
+
+
+def reachable_targets(lab: Lab) -> list[str]:
+    """Targets whose lab host is up now (akorda is geo-blocked from the start)."""
+    return sorted(name for name, host in lab.state()["hosts"].items() if host["mode"] == "up")
+
+
+def is_normal(daemon: Daemon, reachable: list[str]) -> bool:
+    status = daemon.status()
+    states = {target["name"]: target["state"] for target in status["targets"]}
+    country = status["countries"].get(COUNTRY, {})
+    return (
+        bool(status["vantage_online"])
+        and country.get("state") == "normal"
+        and all(states.get(name) == "up" for name in reachable)
+    )
+
+
+def country_state(daemon: Daemon) -> dict[str, float]:
+    samples = daemon.metrics()
+    return {
+        state: value(samples, "monitor_country_state", country=COUNTRY, state=state) or 0.0
+        for state in ("normal", "degraded", "shutdown")
+    }
+
+
+def _down_targets(samples: dict[Any, float], reachable: list[str]) -> list[str]:
+    """Targets that were reachable before the blackout and are down now."""
+    return [
+        dict(labels)["target"]
+        for (name, labels), v in samples.items()
+        if name == "monitor_target_up" and v == 0.0 and dict(labels).get("target") in reachable
+    ]
+
+
+def _country_outage_start(samples: dict[Any, float]) -> float | None:
+    for (name, labels), v in samples.items():
+        if name == "monitor_outage_start_timestamp_seconds":
+            lab = dict(labels)
+            if lab.get("scope") == "country" and lab.get("country", lab.get("key")) == COUNTRY:
+                return v
+    return None
+
+
+def one_run(
+    index: int, lab: Lab, daemon: Daemon, reachable: list[str], interval: float, limit: float
+) -> dict[str, Any]:
+    t0 = time.time()
+    lab.post(f"/country/{COUNTRY}/blackhole", {"except": STAYS_UP})
+    applied = time.time() - t0
+    first_down: float | None = None
+    detected: float | None = None
+    samples: dict[Any, float] = {}
+    while time.time() - t0 < limit:
+        daemon.proc.check_alive()
+        samples = daemon.metrics()
+        now = time.time()
+        if first_down is None and _down_targets(samples, reachable):
+            first_down = now - t0
+        if value(samples, "monitor_country_state", country=COUNTRY, state="shutdown") == 1.0:
+            detected = now - t0
+            break
+        time.sleep(POLL_SECONDS)
+    if detected is None:
+        raise BenchError(f"run {index}: no shutdown detected within {limit:g} s of the blackout")
+    start = _country_outage_start(samples)
+    opened = detected if start is not None else None
+    while start is None and time.time() - t0 < detected + 10:  # the outage opens at an evaluation
+        time.sleep(POLL_SECONDS)
+        start = _country_outage_start(daemon.metrics())
+        opened = time.time() - t0 if start is not None else None
+    ratio = value(samples, "monitor_group_reachable_ratio", country=COUNTRY, category="all")
+    down = _down_targets(samples, reachable)
+    print(f"  run {index}: shutdown after {detected:.1f} s ({detected / interval:.2f} intervals)", flush=True)
+
+    restored_at = time.time()
+    lab.post("/restore")
+    back_to_normal = wait_until(
+        lambda: country_state(daemon)["normal"] == 1.0,
+        timeout=limit,
+        what="the country state to be normal after the restore",
+        every=POLL_SECONDS,
+    )
+    wait_until(lambda: is_normal(daemon, reachable), timeout=limit, what="every reachable target up again")
+    all_up = time.time() - restored_at
+    print(
+        f"         normal again {back_to_normal:.1f} s after the restore, all up after {all_up:.1f} s",
+        flush=True,
+    )
+    return {
+        "run": index,
+        "detection_seconds": round(detected, 2),
+        "detection_intervals": round(detected / interval, 3),
+        "first_target_down_seconds": round(first_down, 2) if first_down is not None else None,
+        "country_outage_open_seconds": round(opened, 2) if opened is not None else None,
+        "outage_dated_start_after_blackout_seconds": round(start - t0, 2) if start is not None else None,
+        "reachable_ratio_at_detection": ratio,
+        "targets_down_at_detection": len(down),
+        "blackhole_request_seconds": round(applied, 3),
+        "normal_after_restore_seconds": round(back_to_normal, 2),
+        "all_up_after_restore_seconds": round(all_up, 2),
+        "within_goal": detected / interval <= GOAL_INTERVALS,
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--quick", action="store_true", help="one run at a 5 s interval (timeout 2s)")
+    parser.add_argument("--repeats", type=int, help="blackouts (default 3; quick 1)")
+    parser.add_argument("--interval", help="probe interval (default 15s; quick 5s)")
+    parser.add_argument("--timeout", help="probe timeout (default 5s; quick 2s)")
+    parser.add_argument("--down-after", type=int, help="failures before a target is down (daemon default 3)")
+    parser.add_argument("--up-after", type=int, help="successes before a target is up (daemon default 2)")
+    parser.add_argument(
+        "--wait-warmup",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="first blackout only after the daemon's start-up warm-up, when outages may open "
+        "(interval*max(down_after,up_after) + settle; default yes, quick no)",
+    )
+    parser.add_argument("--json-out", type=Path, default=default_json(NAME))
+    parser.add_argument("--keep-workdir", action="store_true")
+    args = parser.parse_args(argv)
+    args.repeats = args.repeats or (1 if args.quick else 3)
+    args.interval = args.interval or ("5s" if args.quick else "15s")
+    args.timeout = args.timeout or ("2s" if args.quick else "5s")
+    if args.wait_warmup is None:
+        args.wait_warmup = not args.quick
+
+    info = machine_info()
+    print_machine(info)
+    workdir = Path(tempfile.mkdtemp(prefix="bench-detection-"))
+    try:
+        result = run(args, info, workdir)
+    finally:
+        if not args.keep_workdir:
+            shutil.rmtree(workdir, ignore_errors=True)
+    write_json(args.json_out, result)
+    print(f"\nJSON: {args.json_out}")
+    return 0
+
+
+def run(args: argparse.Namespace, info: dict[str, Any], workdir: Path) -> dict[str, Any]:
+    interval = parse_duration(args.interval)
+    config = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()}
+    result: dict[str, Any] = {"benchmark": NAME, "machine": info, "config": config}
+    with Stack() as stack:
+        lab = start_lab(
+            workdir, "--preset", "kazakhstan", "--interval", args.interval, "--timeout", args.timeout
+        )
+        stack.callback(lab.proc.stop)
+        catalog = lab.config
+        overrides = {
+            key: v
+            for key, v in (("down_after", args.down_after), ("up_after", args.up_after))
+            if v is not None
+        }
+        if overrides:
+            document = yaml.safe_load(lab.config.read_text())
+            document["defaults"].update(overrides)
+            catalog = workdir / "targets-detection.yaml"
+            catalog.write_text(yaml.safe_dump(document, sort_keys=False))
+        daemon = start_daemon(catalog, workdir / "monitor.log")
+        daemon_started = time.monotonic()
+        stack.callback(daemon.proc.stop)
+        reachable = reachable_targets(lab)
+        down_after = args.down_after or 3
+        up_after = args.up_after or 2
+        limit = interval * (down_after + up_after + 6) + 60
+        print(
+            f"kazakhstan preset: {len(reachable)} reachable targets and controls; interval {args.interval}, "
+            f"timeout {args.timeout}, down_after {down_after}, up_after {up_after}; {args.repeats} blackouts",
+            flush=True,
+        )
+        started = time.monotonic()
+        wait_until(
+            lambda: is_normal(daemon, reachable), timeout=limit, what="every reachable target up, KZ normal"
+        )
+        result["initially_normal_after_seconds"] = round(time.monotonic() - started, 2)
+        timeout = parse_duration(args.timeout)
+        warmup = interval * max(down_after, up_after) + interval * (down_after + 1) + timeout
+        result["daemon_warmup_seconds"] = warmup
+        if args.wait_warmup:
+            left = daemon_started + warmup + 2 - time.monotonic()
+            if left > 0:
+                print(f"waiting {left:.0f} s more for the daemon's warm-up (outages may open only after it)")
+                time.sleep(left)
+        runs = [one_run(i + 1, lab, daemon, reachable, interval, limit) for i in range(args.repeats)]
+    seconds = [r["detection_seconds"] for r in runs]
+    result["runs"] = runs
+    result["summary"] = {
+        "interval_seconds": interval,
+        "detection_seconds_median": round(statistics.median(seconds), 2),
+        "detection_seconds_max": max(seconds),
+        "detection_intervals_median": round(statistics.median(seconds) / interval, 3),
+        "detection_intervals_max": round(max(seconds) / interval, 3),
+        "goal_intervals": GOAL_INTERVALS,
+        "all_within_goal": all(r["within_goal"] for r in runs),
+    }
+    report(result)
+    return result
+
+
+def report(result: dict[str, Any]) -> None:
+    c = result["config"]
+    print(
+        f"\nDetection latency: kazakhstan preset, interval {c['interval']}, timeout {c['timeout']}, "
+        f"blackhole KZ except {', '.join(STAYS_UP)}"
+    )
+    rows = [
+        [
+            r["run"],
+            r["detection_seconds"],
+            r["detection_intervals"],
+            verdict(r["within_goal"]),
+            r["first_target_down_seconds"],
+            r["country_outage_open_seconds"],
+            r["outage_dated_start_after_blackout_seconds"],
+            r["targets_down_at_detection"],
+            r["reachable_ratio_at_detection"],
+            r["normal_after_restore_seconds"],
+        ]
+        for r in result["runs"]
+    ]
+    header = [
+        "run",
+        "detect_s",
+        "intervals",
+        "<=3 int",
+        "1st_down_s",
+        "outage_open_s",
+        "dated_start_s",
+        "down",
+        "ratio",
+        "recover_s",
+    ]
+    print(table(rows, header))
+    s = result["summary"]
+    print(
+        f"median {s['detection_seconds_median']} s = {s['detection_intervals_median']} intervals; "
+        f"max {s['detection_seconds_max']} s = {s['detection_intervals_max']} intervals; "
+        f"goal within {s['goal_intervals']:g} intervals: {verdict(s['all_within_goal'])}"
+    )
+    print(
+        f"(initially normal {result['initially_normal_after_seconds']} s after the daemon started; "
+        f"waited out its {result['daemon_warmup_seconds']:g} s warm-up: {result['config']['wait_warmup']})"
+    )
+    print(
+        "detect_s: blackout request -> monitor_country_state{state=shutdown} 1 (polled every 0.5 s); "
+        "1st_down_s: first reachable target's monitor_target_up 0; outage_open_s: country outage in "
+        "/metrics; dated_start_s: its start timestamp minus the blackout time; recover_s: restore -> normal"
+    )
+
+
+if __name__ == "__main__":
+    try:
+        sys.exit(main())
+    except BenchError as exc:
+        print(f"{NAME}: {exc}", file=sys.stderr)
+        sys.exit(2)

@@ -1,0 +1,132 @@
+"""The benchmarks in bench/ run (in --quick mode) and write sane JSON.
+
+Each script is started as a subprocess, exactly as a person would run it; everything it starts
+(the lab, our daemon, blackbox_exporter) listens on loopback only. About two minutes in all.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+BLACKBOX = "prometheus-blackbox-exporter"
+
+
+def _blackbox_unavailable() -> str | None:
+    if shutil.which(BLACKBOX) is None and not Path(f"/usr/bin/{BLACKBOX}").exists():
+        return f"{BLACKBOX} is not installed"
+    if os.geteuid() != 0:
+        return "not root: the lab DNS cannot bind port 53 for blackbox_exporter's resolver"
+    if shutil.which("unshare") is None:
+        return "unshare(1) is missing: no private /etc/resolv.conf for blackbox_exporter"
+    return None
+
+
+def _run(script: str, out: Path, *extra: str, timeout: float = 150) -> tuple[dict[str, Any], str]:
+    command = [
+        sys.executable,
+        str(ROOT / "bench" / f"{script}.py"),
+        "--quick",
+        "--json-out",
+        str(out),
+        *extra,
+    ]
+    proc = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=timeout)
+    assert proc.returncode == 0, (
+        f"{' '.join(command)} exited {proc.returncode}\n{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}"
+    )
+    return json.loads(out.read_text()), proc.stdout
+
+
+def _machine_ok(result: dict[str, Any]) -> None:
+    machine = result["machine"]
+    assert machine["cores"] >= 1
+    assert machine["cpu_model"]
+    assert machine["python"].startswith("3.")
+    assert "blackbox_exporter" in machine
+
+
+@pytest.fixture(scope="module")
+def per_probe(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict[str, Any], str, str | None]:
+    out = tmp_path_factory.mktemp("bench") / "per_probe_cpu.json"
+    missing = _blackbox_unavailable()
+    extra = ("--no-blackbox",) if missing else ("--blackbox-dns", "namespace")
+    result, stdout = _run("per_probe_cpu", out, *extra)
+    return result, stdout, missing
+
+
+def test_per_probe_cpu_ours(per_probe: tuple[dict[str, Any], str, str | None]) -> None:
+    result, stdout, _ = per_probe
+    _machine_ok(result)
+    assert result["problems"] == []
+    ours = result["probe_endpoint"]["ours"]
+    for kind in ("http", "https"):
+        assert ours[kind]["probes"] == 100
+        assert ours[kind]["succeeded"] == 100
+    assert ours["all"]["probes"] == 200
+    assert ours["all"]["cpu_seconds"] > 0
+    assert 0 < ours["all"]["cpu_seconds_per_1000"] < 100
+    assert ours["all"]["probes_per_second"] > 0
+    scheduled = result["ours_scheduled"]
+    for kind in ("http", "https", "all"):
+        assert scheduled[kind]["probes"] > 0
+        assert scheduled[kind]["succeeded"] == scheduled[kind]["probes"]
+    assert scheduled["all"]["cpu_seconds"] > 0
+    assert "CPU per 1,000 probes" in stdout
+
+
+def test_per_probe_cpu_blackbox_side_by_side(per_probe: tuple[dict[str, Any], str, str | None]) -> None:
+    result, stdout, missing = per_probe
+    if missing:
+        pytest.skip(f"blackbox comparison not run: {missing}")
+    assert result["blackbox_mode"] == "namespace"
+    blackbox = result["probe_endpoint"]["blackbox"]
+    assert blackbox["all"]["probes"] == 200
+    assert blackbox["all"]["succeeded"] == 200
+    assert blackbox["all"]["cpu_seconds"] > 0
+    ratio = result["ratio_ours_over_blackbox"]
+    assert set(ratio) == {"http", "https", "all"}
+    assert 0 < ratio["all"] < 100
+    assert "ratio ours/blackbox" in stdout
+
+
+def test_scale_quick(tmp_path: Path) -> None:
+    result, stdout = _run("scale", tmp_path / "scale.json")
+    _machine_ok(result)
+    assert result["problems"] == []
+    summary = result["summary"]
+    assert summary["targets"] == 505  # 500 synthetic + 5 controls
+    assert summary["probes"] > 0
+    assert summary["probes_per_second"] > 0
+    assert summary["probes_per_second_scheduled"] == pytest.approx(50.5)
+    assert summary["cpu_cores"] > 0
+    assert summary["cpu_seconds_per_1000_probes"] > 0
+    assert 0 < summary["rss_peak_vmhwm_mib"] < 4096
+    assert summary["rss_end_mib"] > 0
+    assert summary["fds_max"] > 0
+    assert 0 < summary["success_ratio"] <= 1
+    assert summary["lag_p50_seconds"] is not None and summary["lag_p99_seconds"] >= summary["lag_p50_seconds"]
+    assert summary["lab_cpu_cores"] > 0
+    assert "schedule lag p99" in stdout
+
+
+def test_detection_quick(tmp_path: Path) -> None:
+    result, stdout = _run("detection", tmp_path / "detection.json")
+    _machine_ok(result)
+    assert len(result["runs"]) == 1
+    run = result["runs"][0]
+    assert 0 < run["detection_seconds"] < 120
+    assert run["detection_intervals"] == pytest.approx(run["detection_seconds"] / 5, abs=0.01)
+    assert run["normal_after_restore_seconds"] > 0
+    summary = result["summary"]
+    assert summary["interval_seconds"] == 5
+    assert summary["goal_intervals"] == 3
+    assert "Detection latency" in stdout
