@@ -6,6 +6,7 @@ tests that run them skip when they are missing.
 
 from __future__ import annotations
 
+import itertools
 import json
 import re
 import shutil
@@ -77,6 +78,12 @@ def _rules() -> list[dict[str, Any]]:
 
 def _alerts() -> dict[str, dict[str, Any]]:
     return {rule["alert"]: rule for rule in _rules() if "alert" in rule}
+
+
+def _alertnames(matcher: str) -> list[str]:
+    """The alerts an `alertname="A"` or `alertname=~"A|B"` matcher selects; [] for other labels."""
+    found = re.fullmatch(r'alertname=~?"([\w|]+)"', matcher)
+    return found.group(1).split("|") if found else []
 
 
 def _dashboards() -> dict[str, dict[str, Any]]:
@@ -321,7 +328,7 @@ def test_country_shutdown_inhibits_the_alerts_it_explains() -> None:
         for rule in rules
         if rule["source_matchers"] == ['alertname="CountryShutdown"']
         for matcher in rule["target_matchers"]
-        for alert in re.fullmatch(r'alertname=~?"([\w|]+)"', matcher).group(1).split("|")
+        for alert in _alertnames(matcher)
     }
     assert inhibited == {"TargetDown", "NetworkOutage", "CountryDegraded"}
 
@@ -343,12 +350,9 @@ def test_an_inhibiting_alert_fires_before_and_resolves_after_the_alerts_it_inhib
         return parse_duration(alerts[alert].get(key, "0s"))
 
     for rule in _yaml(ALERTMANAGER_CONFIG)["inhibit_rules"]:
-        (source,) = rule["source_matchers"]
-        targets = re.fullmatch(r'alertname=~?"([\w|]+)"', rule["target_matchers"][0])
-        if not source.startswith("alertname=") or targets is None:
-            continue
-        source = source.removeprefix('alertname="').removesuffix('"')
-        for target in targets.group(1).split("|"):
+        sources = [name for matcher in rule["source_matchers"] for name in _alertnames(matcher)]
+        targets = [name for matcher in rule["target_matchers"] for name in _alertnames(matcher)]
+        for source, target in itertools.product(sources, targets):
             assert seconds(target, "for") > seconds(source, "for"), (source, target)
             assert seconds(target, "keep_firing_for") < seconds(source, "keep_firing_for"), (source, target)
 
