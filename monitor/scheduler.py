@@ -1,7 +1,9 @@
 """Puts every target on its own slot within its interval and runs its probes there.
 
 Slots are spread by a stable hash of the target name (as Prometheus spreads scrapes), so a
-restart or a reload keeps every target on the slot it had; apscheduler fires the jobs.
+restart or a reload keeps every target on the slot it had. Each target holds one timer in the
+event loop's heap, re-armed for its next slot when it fires: a fire costs a heap push, where one
+apscheduler job per target cost about twice the CPU per fire (bench/scheduler_overhead.py).
 """
 
 from __future__ import annotations
@@ -9,21 +11,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
-import logging
 import random
 import time
 from collections.abc import Awaitable, Callable
-from datetime import UTC, datetime
-
-from apscheduler.events import EVENT_JOB_MAX_INSTANCES, JobSubmissionEvent
-from apscheduler.schedulers.asyncio import AsyncIOScheduler
-from apscheduler.triggers.interval import IntervalTrigger
+from typing import Any, Protocol
 
 from monitor.config import Catalog, Target
 
-__all__ = ["Scheduler", "next_slot", "schedule_lag", "slot_offset"]
-
-log = logging.getLogger(__name__)
+__all__ = ["LoopTimer", "Scheduler", "Timer", "next_slot", "slot_offset"]
 
 _JITTER_FRACTION = 0.01
 _MAX_JITTER_SECONDS = 0.1
@@ -36,14 +31,32 @@ def slot_offset(name: str, interval: float) -> float:
 
 
 def next_slot(name: str, interval: float, now: float) -> float:
-    """The first slot of `name` at or after `now` (unix seconds)."""
-    offset = slot_offset(name, interval)
-    return now + (offset - now) % interval
+    """The first slot of `name` strictly after `now` (unix seconds)."""
+    slot = now + (slot_offset(name, interval) - now) % interval
+    return slot if slot > now else slot + interval
 
 
-def schedule_lag(name: str, interval: float, now: float) -> float:
-    """How long ago the most recent slot of `name` was."""
-    return (now - slot_offset(name, interval)) % interval
+class Cancellable(Protocol):
+    def cancel(self) -> None: ...
+
+
+class Timer(Protocol):
+    """Wall-clock time and callbacks at wall-clock times; a fake one drives the tests."""
+
+    def time(self) -> float: ...
+
+    def call_at(self, when: float, callback: Callable[..., None], *args: Any) -> Cancellable: ...
+
+
+class LoopTimer:
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+
+    def time(self) -> float:
+        return time.time()
+
+    def call_at(self, when: float, callback: Callable[..., None], *args: Any) -> Cancellable:
+        return self._loop.call_at(self._loop.time() + (when - time.time()), callback, *args)
 
 
 class Scheduler:
@@ -53,34 +66,36 @@ class Scheduler:
         max_concurrency: int,
         on_lag: Callable[[float], None] = lambda lag: None,
         on_skip: Callable[[str], None] = lambda name: None,
-        clock: Callable[[], float] = time.time,
+        timer: Timer | None = None,
+        max_jitter: float = _MAX_JITTER_SECONDS,
     ) -> None:
         self._run_probe = run_probe
         self._on_lag = on_lag
         self._on_skip = on_skip
-        self._clock = clock
+        self._timer = timer
+        self._max_jitter = max_jitter
         self._limit = asyncio.Semaphore(max_concurrency)
         self._targets: dict[str, Target] = {}
-        self._tasks: set[asyncio.Task[None]] = set()
-        self._stopping = False
-        self._apscheduler = AsyncIOScheduler(
-            timezone=UTC, job_defaults={"max_instances": 1, "coalesce": True, "misfire_grace_time": None}
-        )
-        self._apscheduler.add_listener(self._skipped, EVENT_JOB_MAX_INSTANCES)
-        logging.getLogger("apscheduler").setLevel(logging.ERROR)  # skips are counted, not logged
+        self._timers: dict[str, Cancellable] = {}
+        self._running: dict[str, asyncio.Task[None]] = {}
+        self._started = False
 
     @property
     def in_flight(self) -> int:
-        return len(self._tasks)
+        return len(self._running)
 
     def start(self) -> None:
-        self._apscheduler.start()
+        if self._timer is None:
+            self._timer = LoopTimer(asyncio.get_running_loop())
+        self._started = True
+        for target in self._targets.values():
+            self._arm(target.name, target.interval)
 
     def apply(self, catalog: Catalog) -> tuple[set[str], set[str], set[str]]:
         """Make the schedule match `catalog`, touching only what changed.
 
         Returns the names added, removed and changed. A changed target whose interval is the
-        same keeps its job (the job reads the current Target when it fires).
+        same keeps its slot (its probe reads the current Target when it fires).
         """
         new = {target.name: target for target in catalog.targets}
         added = set(new) - set(self._targets)
@@ -88,52 +103,53 @@ class Scheduler:
         changed = {name for name in set(new) & set(self._targets) if new[name] != self._targets[name]}
         rescheduled = added | {name for name in changed if new[name].interval != self._targets[name].interval}
         for name in removed:
-            self._apscheduler.remove_job(name)
+            self._disarm(name)
         self._targets = new
-        for name in rescheduled:
-            self._schedule(new[name])
+        if self._started:
+            for name in rescheduled:
+                self._disarm(name)
+                self._arm(name, new[name].interval)
         return added, removed, changed
 
-    def _schedule(self, target: Target) -> None:
-        first = next_slot(target.name, target.interval, self._clock())
-        trigger = IntervalTrigger(
-            seconds=target.interval, start_date=datetime.fromtimestamp(first, UTC), timezone=UTC
-        )
-        self._apscheduler.add_job(
-            self._fire, trigger, args=(target.name,), id=target.name, name=target.name, replace_existing=True
-        )
+    def _arm(self, name: str, interval: float) -> None:
+        assert self._timer is not None
+        slot = next_slot(name, interval, self._timer.time())
+        jitter = random.uniform(0, min(self._max_jitter, interval * _JITTER_FRACTION))
+        self._timers[name] = self._timer.call_at(slot + jitter, self._fire, name, slot + jitter)
 
-    async def _fire(self, name: str) -> None:
-        task = asyncio.current_task()
-        assert task is not None
-        self._tasks.add(task)
-        try:
-            target = self._targets.get(name)
-            if target is None:
-                return
-            async with self._limit:
-                self._on_lag(schedule_lag(name, target.interval, self._clock()))
-                jitter = random.uniform(0, min(_MAX_JITTER_SECONDS, target.interval * _JITTER_FRACTION))
-                await asyncio.sleep(jitter)
-                await self._run_probe(target)
-        except asyncio.CancelledError:
-            if not self._stopping:
-                raise
-            # Cancelled by stop(): end quietly instead of letting apscheduler log a traceback.
-        finally:
-            self._tasks.discard(task)
+    def _disarm(self, name: str) -> None:
+        handle = self._timers.pop(name, None)
+        if handle is not None:
+            handle.cancel()
 
-    def _skipped(self, event: JobSubmissionEvent) -> None:
-        self._on_skip(event.job_id)
+    def _fire(self, name: str, due: float) -> None:
+        target = self._targets.get(name)
+        if target is None:
+            return
+        self._arm(name, target.interval)
+        if name in self._running:
+            self._on_skip(name)  # the previous probe of this target is still running
+            return
+        task = asyncio.get_running_loop().create_task(self._run(target, due))
+        self._running[name] = task
+        task.add_done_callback(lambda _: self._running.pop(name, None))
+
+    async def _run(self, target: Target, due: float) -> None:
+        assert self._timer is not None
+        async with self._limit:
+            self._on_lag(max(0.0, self._timer.time() - due))
+            await self._run_probe(target)
 
     async def stop(self, grace: float = 2.0) -> None:
         """Stop firing; give running probes `grace` seconds, then cancel them."""
-        self._stopping = True
-        with contextlib.suppress(Exception):
-            self._apscheduler.shutdown(wait=False)
-        if self._tasks:
-            _, pending = await asyncio.wait(set(self._tasks), timeout=grace)
+        self._started = False
+        for name in list(self._timers):
+            self._disarm(name)
+        tasks = set(self._running.values())
+        if tasks:
+            _, pending = await asyncio.wait(tasks, timeout=grace)
             for task in pending:
                 task.cancel()
             if pending:
-                await asyncio.wait(pending, timeout=grace)
+                with contextlib.suppress(asyncio.CancelledError):
+                    await asyncio.wait(pending, timeout=grace)
