@@ -23,6 +23,7 @@ from monitor.durations import format_duration, parse_duration
 from monitor.failures import Phase
 from monitor.journal import Journal, JournalError
 from monitor.result import ProbeResult
+from monitor.sharding import Shard, parse_shard
 from monitor.webconfig import WebConfig, load_web_config
 
 if TYPE_CHECKING:
@@ -60,6 +61,7 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--listen", default="127.0.0.1:9143", help="HOST:PORT to serve on")
     run.add_argument("--max-concurrency", type=int, default=512, help="probes running at once, at most")
     run.add_argument("--state", help="SQLite outage journal (default: outages kept in memory only)")
+    run.add_argument("--shard", type=_shard, help="probe only shard I of N of the catalog (e.g. 0/3)")
     run.add_argument("--web-config", help="TLS and basic auth for the web endpoints (see README)")
     run.add_argument("--enable-lifecycle", action="store_true", help="allow POST /-/reload")
     run.set_defaults(command=_run)
@@ -92,6 +94,13 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _shard(text: str) -> Shard:
+    try:
+        return parse_shard(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 def _validate(args: argparse.Namespace) -> int:
     catalog = load_catalog(args.config)
     controls = len(catalog.controls)
@@ -109,7 +118,9 @@ async def _serve(args: argparse.Namespace, host: str, port: int) -> None:
     from monitor.daemon import Monitor
 
     web_config = load_web_config(args.web_config) if args.web_config else None
-    monitor = Monitor(args.config, state_path=args.state, max_concurrency=args.max_concurrency)
+    monitor = Monitor(
+        args.config, state_path=args.state, max_concurrency=args.max_concurrency, shard=args.shard
+    )
     async with _serving(monitor, host, port, args.enable_lifecycle, web_config) as stopping:
         await stopping.wait()
 

@@ -23,6 +23,7 @@ from monitor.metrics import DaemonMetrics, LatestResults, ResultCollector
 from monitor.pipeline import Prober
 from monitor.result import ProbeResult
 from monitor.scheduler import Scheduler
+from monitor.sharding import Shard
 
 __all__ = ["Monitor"]
 
@@ -35,8 +36,14 @@ _OVERRUN_TOLERANCE = 0.25
 
 class Monitor:
     def __init__(
-        self, config_path: str | Path, *, state_path: str | Path | None = None, max_concurrency: int = 512
+        self,
+        config_path: str | Path,
+        *,
+        state_path: str | Path | None = None,
+        max_concurrency: int = 512,
+        shard: Shard | None = None,
     ) -> None:
+        self.shard = shard
         self.config_path = Path(config_path)
         self.registry = CollectorRegistry()
         for collector in (ProcessCollector, PlatformCollector, GCCollector):
@@ -60,7 +67,7 @@ class Monitor:
 
     async def start(self) -> None:
         """Load the catalog (an invalid one at start is fatal: there is nothing to fall back on)."""
-        self._apply(load_catalog(self.config_path))
+        self._apply(self._load())
         self.analyzer.restore()
         self.scheduler.start()
         loop = asyncio.get_running_loop()
@@ -70,7 +77,7 @@ class Monitor:
     def reload(self) -> bool:
         """Load the catalog again; on any problem keep running the old one."""
         try:
-            catalog = load_catalog(self.config_path)
+            catalog = self._load()
         except ConfigError as exc:
             self.metrics.reload_ok.set(0)
             for problem in exc.problems:
@@ -81,6 +88,10 @@ class Monitor:
             "configuration reloaded: %d added, %d removed, %d changed", len(added), len(removed), len(changed)
         )
         return True
+
+    def _load(self) -> Catalog:
+        catalog = load_catalog(self.config_path)
+        return self.shard.select(catalog) if self.shard else catalog
 
     def _apply(self, catalog: Catalog) -> tuple[set[str], set[str], set[str]]:
         self.catalog = catalog
