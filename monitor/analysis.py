@@ -183,8 +183,8 @@ class Analyzer:
         now = self.clock()
         if not self.vantage_online:
             self._open_vantage_outage(now)
-            for country in self.countries.values():
-                country.state = "unknown"
+            for summary in self.countries.values():
+                summary.state = "unknown"
             return
         if (Scope.VANTAGE, "vantage") in self.open:
             self._close((Scope.VANTAGE, "vantage"), now)

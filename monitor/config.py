@@ -94,8 +94,8 @@ class Nameserver:
         return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
 
 
-SYSTEM = "system"
 Resolver = Nameserver | Literal["system"]
+SYSTEM: Literal["system"] = "system"
 
 
 def _duration(value: Any) -> float:
@@ -231,7 +231,7 @@ class AnalysisOptions(_Strict):
 class Defaults(_Strict):
     interval: Duration = 30.0
     timeout: Duration = 10.0
-    resolvers: list[ResolverEntry] = Field(default_factory=lambda: [SYSTEM], min_length=1)
+    resolvers: list[ResolverEntry] = Field(default_factory=lambda: [SYSTEM], min_length=1)  # type: ignore[arg-type]
     tls: TLSOptions = Field(default_factory=TLSOptions)
     http: HTTPOptions = Field(default_factory=HTTPOptions)
     bogon_networks: list[str] = Field(default_factory=lambda: list(DEFAULT_BOGON_NETWORKS))

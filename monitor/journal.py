@@ -12,6 +12,7 @@ import sqlite3
 import time
 from collections import Counter
 from pathlib import Path
+from typing import Any
 
 from monitor.outage import Outage, Scope
 
@@ -196,17 +197,17 @@ def _row(outage: Outage) -> tuple[object, ...]:
     )
 
 
-def _outage(row: tuple[object, ...]) -> Outage:
+def _outage(row: tuple[Any, ...]) -> Outage:
     (id_, scope, key, country, asn, started_at, ended_at, failures, evidence, targets) = row
     return Outage(
-        scope=Scope(str(scope)),
-        key=str(key),
-        country=country and str(country),
-        asn=int(asn) if asn is not None else None,  # type: ignore[call-overload]
+        scope=Scope(scope),
+        key=key,
+        country=country,
+        asn=asn,
         started_at=float(started_at),
-        ended_at=None if ended_at is None else float(ended_at),  # type: ignore[arg-type]
+        ended_at=None if ended_at is None else float(ended_at),
         failures=int(failures),
-        evidence=Counter(json.loads(str(evidence))),  # type: ignore[call-overload]
-        targets=list(json.loads(str(targets))),
-        id=str(id_),
+        evidence=Counter(json.loads(evidence)),
+        targets=list(json.loads(targets)),
+        id=id_,
     )

@@ -23,6 +23,7 @@ from pathlib import Path
 
 import bcrypt
 from aiohttp import web
+from aiohttp.typedefs import Middleware
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from monitor.config import ConfigError, ConfigProblem
@@ -61,7 +62,7 @@ class WebConfig(BaseModel):
         context.load_cert_chain(self.tls_server_config.cert_file, self.tls_server_config.key_file)
         return context
 
-    def auth_middleware(self) -> Callable[[web.Request, Handler], Awaitable[web.StreamResponse]] | None:
+    def auth_middleware(self) -> Middleware | None:
         if not self.basic_auth_users:
             return None
         users = {user: hashed.encode() for user, hashed in self.basic_auth_users.items()}

@@ -289,7 +289,7 @@ class LabDNSServer:
 def _enlarge_receive_buffer(sock: socket.socket) -> None:
     # SO_RCVBUFFORCE passes net.core.rmem_max but needs CAP_NET_ADMIN; plain SO_RCVBUF is capped.
     try:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUFFORCE, _UDP_RECEIVE_BUFFER)
+        sock.setsockopt(socket.SOL_SOCKET, getattr(socket, "SO_RCVBUFFORCE", 33), _UDP_RECEIVE_BUFFER)
     except (OSError, AttributeError):
         with contextlib.suppress(OSError):
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, _UDP_RECEIVE_BUFFER)

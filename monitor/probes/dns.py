@@ -49,7 +49,7 @@ def _nameservers(resolvers: tuple[Resolver, ...]) -> list[Nameserver]:
 
 async def query(
     qname: str,
-    rdtype: str,
+    rdtype: dns.rdatatype.RdataType,
     resolvers: tuple[Resolver, ...],
     deadline: float,
     trace: ProbeTrace,
