@@ -40,8 +40,8 @@ from tests.test_deploy import (
     GRAFANA_VARIABLES,
     OUTAGE_SCOPES,
     RULES,
+    _all_panels,
     _dashboards,
-    _panels,
     _substitute,
     _variable_query,
 )
@@ -62,7 +62,7 @@ ALERTMANAGER_TIMING = {"group_wait": "1s", "group_interval": "1s"}
 # Seconds of data are all there is: rates over 10s, not Grafana's usual minute.
 SHORT_WINDOWS = {"$__rate_interval": "10s", "$__interval": "10s", "$__range": "1m"}
 # Panels that are empty on a healthy network; each must show data during the shutdown below.
-EMPTY_WHEN_HEALTHY = {("country-overview.json", "Open outages now")}
+EMPTY_WHEN_HEALTHY = {"country-overview.json: 'Open outages now'"}
 # Long enough for Alertmanager to flush every group (each group_interval) and for the webhook to
 # receive it: whatever was going to be sent by now has arrived.
 FLUSH_SECONDS = 3 * parse_duration(ALERTMANAGER_TIMING["group_interval"])
@@ -322,23 +322,21 @@ async def healthy(stack: Stack) -> set[tuple[tuple[str, str], ...]]:
 # ------------------------------------------------------------------------------ dashboards
 
 
-def _panel_exprs() -> Iterator[tuple[str, str, str]]:
-    for name, board in _dashboards().items():
-        for panel in _panels(board["panels"]):
-            for target in panel.get("targets", []):
-                yield name, panel["title"], target["expr"]
+def _panel_exprs() -> Iterator[tuple[str, str]]:
+    for where, panel in _all_panels():
+        for target in panel.get("targets", []):
+            yield where, target["expr"]
 
 
 async def test_every_dashboard_query_runs_and_shows_data_on_a_healthy_network(
     stack: Stack, healthy: set[tuple[tuple[str, str], ...]]
 ) -> None:
     assert SHORT_WINDOWS.keys() == GRAFANA_VARIABLES.keys()
-    titles = {(name, title) for name, title, _ in _panel_exprs()}
-    assert titles >= EMPTY_WHEN_HEALTHY, "EMPTY_WHEN_HEALTHY names a panel that does not exist"
+    assert {where for where, _ in _panel_exprs()} >= EMPTY_WHEN_HEALTHY, "no such panel"
     empty = set()
-    for name, title, expr in _panel_exprs():
+    for where, expr in _panel_exprs():
         if not await stack.query(_substitute(expr, SHORT_WINDOWS)):
-            empty.add((name, title))
+            empty.add(where)
     for name, board in _dashboards().items():
         for annotation in board["annotations"]["list"]:
             if "expr" in annotation:
@@ -372,9 +370,9 @@ async def test_a_country_shutdown_is_one_alert_and_its_end_one_resolution_nothin
         # The sites that went dark with it reach Alertmanager after it (TargetDown's `for:` is
         # longer) and are held back by the inhibition.
         await until(lambda: _sites_inhibited_by_the_shutdown(stack), timeout=30, what="inhibited TargetDown")
-        for name, title, expr in _panel_exprs():
-            if (name, title) in EMPTY_WHEN_HEALTHY:
-                assert await stack.query(_substitute(expr, SHORT_WINDOWS)), f"{name}: {title!r} is empty"
+        for where, expr in _panel_exprs():
+            if where in EMPTY_WHEN_HEALTHY:
+                assert await stack.query(_substitute(expr, SHORT_WINDOWS)), f"{where} is empty"
     finally:
         await stack.net.restore_all()
     # Its sites come back with it and resolve while CountryShutdown still fires (its
