@@ -492,7 +492,8 @@ class AnalysisCollector(Collector):
         for name, target in list(analyzer.targets.items()):
             state = analyzer.states.get(name)
             target_labels = [name, target.country, target.category]
-            if state is not None and state.health is not Health.UNKNOWN:
+            blind = not analyzer.vantage_online and not target.is_control  # held states are not news
+            if state is not None and state.health is not Health.UNKNOWN and not blind:
                 up.add_metric(target_labels, 1.0 if state.health is Health.UP else 0.0)
             asn = analyzer.asn_of(target)
             info.add_metric([*target_labels, f"AS{asn}" if asn else "unknown", target.kind], 1.0)
@@ -519,10 +520,11 @@ class AnalysisCollector(Collector):
         started = GaugeMetricFamily(
             "monitor_outage_start_timestamp_seconds",
             "Unix time each open outage started; key is the target, COUNTRY/ASN, country or vantage",
-            labels=("scope", "country", "key"),
+            labels=("scope", "country", "asn", "key"),
         )
         for outage in list(analyzer.open.values()):
-            started.add_metric([outage.scope.value, outage.country or "", outage.key], outage.started_at)
+            asn = f"AS{outage.asn}" if outage.asn is not None else ""
+            started.add_metric([outage.scope.value, outage.country or "", asn, outage.key], outage.started_at)
         yield started
         open_counts = Counter(outage.scope for outage in analyzer.open.values())
         for scope in Scope:

@@ -163,6 +163,8 @@ def test_our_own_vantage_offline_opens_only_a_vantage_outage(world: World) -> No
     metrics = world.metrics()
     assert "monitor_vantage_online 0.0" in metrics
     assert 'monitor_country_state{country="KZ",state="unknown"} 1.0' in metrics
+    assert 'monitor_target_up{category="news"' not in metrics  # held states show as unknown
+    assert 'monitor_target_up{category="control"' in metrics
     world.down = {"geoblocked"}
     world.round(6)
     assert world.analyzer.open == {}
