@@ -523,8 +523,9 @@ class AnalysisCollector(Collector):
             labels=("scope", "country", "asn", "key"),
         )
         for outage in list(analyzer.open.values()):
-            asn = f"AS{outage.asn}" if outage.asn is not None else ""
-            started.add_metric([outage.scope.value, outage.country or "", asn, outage.key], outage.started_at)
+            asn_label = f"AS{outage.asn}" if outage.asn is not None else ""
+            started.add_metric([outage.scope.value, outage.country or "", asn_label, outage.key],
+                               outage.started_at)
         yield started
         open_counts = Counter(outage.scope for outage in analyzer.open.values())
         for scope in Scope:

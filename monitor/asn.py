@@ -33,7 +33,7 @@ def cymru_name(address: str, options: ASNLookup) -> str:
 def parse_cymru_txt(text: str) -> int | None:
     """`"9198 | 2.72.0.0/13 | KZ | ripencc | 2005-01-11"` → 9198 (the first of several origins)."""
     first_field = text.split("|", 1)[0].split()
-    if first_field and first_field[0].isdigit():
+    if first_field and first_field[0].isascii() and first_field[0].isdigit():
         return int(first_field[0])
     return None
 

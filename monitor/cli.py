@@ -81,7 +81,7 @@ def _parser() -> argparse.ArgumentParser:
 
     demo = commands.add_parser("demo", help="replay the 2022 Kazakhstan shutdown on a simulated internet")
     demo.add_argument("--listen", default="127.0.0.1:9143", help="HOST:PORT to serve on")
-    demo.add_argument("--phase-seconds", type=float, default=150.0, help="length of one phase of the timeline")
+    demo.add_argument("--phase-seconds", type=float, default=150.0, help="seconds per timeline phase")
     demo.add_argument("--interval", default="5s", help="probe interval (default 5s)")
     demo.add_argument("--timeout", default="3s", help="probe timeout (default 3s)")
     demo.add_argument("--state", help="keep the outage journal in this file (default: a temporary one)")

@@ -18,6 +18,8 @@ from typing import Any
 import pytest
 import yaml
 
+from monitor.analysis import Analyzer
+from monitor.config import load_catalog
 from monitor.durations import parse_duration
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -78,6 +80,10 @@ def _rules() -> list[dict[str, Any]]:
 
 def _alerts() -> dict[str, dict[str, Any]]:
     return {rule["alert"]: rule for rule in _rules() if "alert" in rule}
+
+
+def _seconds(alert: str, key: str) -> float:
+    return parse_duration(_alerts()[alert].get(key, "0s"))
 
 
 def _alertnames(matcher: str) -> list[str]:
@@ -342,19 +348,63 @@ def test_country_shutdown_inhibits_only_its_own_country_from_the_same_vantage() 
     assert rules and all(sorted(rule["equal"]) == ["country", "vantage"] for rule in rules)
 
 
+def test_network_outage_inhibits_only_the_sites_of_its_own_network_from_the_same_vantage() -> None:
+    rules = [
+        rule
+        for rule in _yaml(ALERTMANAGER_CONFIG)["inhibit_rules"]
+        if rule["source_matchers"] == ['alertname="NetworkOutage"']
+    ]
+    assert [(rule["target_matchers"], sorted(rule["equal"])) for rule in rules] == [
+        (['alertname="TargetDown"'], ["asn", "country", "vantage"])
+    ]
+
+
 def test_an_inhibiting_alert_fires_before_and_resolves_after_the_alerts_it_inhibits() -> None:
     """Else the alerts it explains are sent when they start before it, or outlive it at the end."""
-    alerts = _alerts()
-
-    def seconds(alert: str, key: str) -> float:
-        return parse_duration(alerts[alert].get(key, "0s"))
-
     for rule in _yaml(ALERTMANAGER_CONFIG)["inhibit_rules"]:
         sources = [name for matcher in rule["source_matchers"] for name in _alertnames(matcher)]
         targets = [name for matcher in rule["target_matchers"] for name in _alertnames(matcher)]
         for source, target in itertools.product(sources, targets):
-            assert seconds(target, "for") > seconds(source, "for"), (source, target)
-            assert seconds(target, "keep_firing_for") < seconds(source, "keep_firing_for"), (source, target)
+            assert _seconds(target, "for") > _seconds(source, "for"), (source, target)
+            assert _seconds(target, "keep_firing_for") < _seconds(source, "keep_firing_for"), (source, target)
+
+
+def test_network_outage_fires_before_and_resolves_after_its_sites_despite_the_monitors_settle() -> None:
+    """The monitor opens a network outage only once every target of the network has failed for
+    `settle`; the first of them is down after `down_after` probes, up to an interval before the last
+    starts failing. TargetDown's longer `for:` must cover that lag, with a scrape and an evaluation
+    of Prometheus on top. At the end the first target back closes the outage and the others are back
+    within an interval: NetworkOutage's longer `keep_firing_for:` must cover that."""
+    catalog = load_catalog(ROOT / "targets.yaml")
+    analyzer = Analyzer()
+    analyzer.set_catalog(catalog)
+    sites = [target for target in catalog.targets if not target.is_control]
+    interval = max(target.interval for target in sites)
+    first_down = min((target.down_after - 1) * target.interval for target in sites)
+    prometheus = _yaml(PROMETHEUS_CONFIG)["global"]
+    rounding = sum(parse_duration(prometheus[key]) for key in ("scrape_interval", "evaluation_interval"))
+    opens_after_down = interval + analyzer.settle - first_down + rounding
+    assert _seconds("TargetDown", "for") - _seconds("NetworkOutage", "for") > opens_after_down
+    assert _seconds("NetworkOutage", "keep_firing_for") - _seconds("TargetDown", "keep_firing_for") >= (
+        interval + rounding
+    )
+
+
+def test_inhibitions_match_on_labels_the_alerts_carry_in_their_rule_tests() -> None:
+    """`equal` labels missing on either side match as empty == empty: the inhibition would then
+    silence every target alert, not only the ones it explains. `vantage` is empty by design."""
+    labels: dict[str, list[set[str]]] = {}
+    for group in _yaml(RULE_TESTS)["tests"]:
+        for case in group.get("alert_rule_test", []):
+            for alert in case.get("exp_alerts") or []:
+                labels.setdefault(case["alertname"], []).append(set(alert["exp_labels"]))
+    for rule in _yaml(ALERTMANAGER_CONFIG)["inhibit_rules"]:
+        equal = set(rule["equal"]) - {"vantage"}
+        for matcher in rule["source_matchers"] + rule["target_matchers"]:
+            for alert in _alertnames(matcher):
+                assert labels.get(alert), f"{alert}: no firing case in {RULE_TESTS.name}"
+                for case in labels[alert]:
+                    assert equal <= case, (alert, sorted(equal - case), rule["source_matchers"])
 
 
 def test_alert_labels_used_by_alertmanager_exist_on_the_alerts() -> None:

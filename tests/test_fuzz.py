@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import errno
 import ssl
 import time
 
 import dns.message
 import dns.rdatatype
+import dns.rrset
 import pytest
 import yaml
 from hypothesis import HealthCheck, given, settings
@@ -18,6 +20,7 @@ from monitor.asn import parse_cymru_txt
 from monitor.config import ConfigError, Nameserver, parse_catalog
 from monitor.failures import Failure, Phase, ProbeFailure, failure_for_os_error, timeout_failure
 from monitor.probes.dns import query
+from monitor.probes.dnswire import TYPE_A, MalformedAnswer, build_query, parse_address_answer
 from monitor.result import ProbeTrace
 
 KEYS = [
@@ -197,3 +200,52 @@ async def _ask_once(server: Nameserver) -> str:
     except ProbeFailure as failure:
         return failure.failure.value
     return "answer"
+
+
+QUERY = build_query("Site00001.kz.lab.test", TYPE_A)
+
+
+def _answer(records: list[str], extra: bytes = b"", cname: bool = False) -> bytes:
+    request = dns.message.from_wire(QUERY)
+    response = dns.message.make_response(request)
+    if cname:
+        response.answer.append(
+            dns.rrset.from_text("site00001.kz.lab.test.", 30, "IN", "CNAME", "alias.lab.test.")
+        )
+    if records:
+        response.answer.append(
+            dns.rrset.from_text(
+                "alias.lab.test." if cname else "site00001.kz.lab.test.", 30, "IN", "A", *records
+            )
+        )
+    return response.to_wire() + extra
+
+
+ADDRESSES = st.lists(st.ip_addresses(v=4).map(str), min_size=0, max_size=8, unique=True)
+
+
+@given(ADDRESSES, st.booleans())
+def test_the_lean_codec_reads_what_dnspython_writes(addresses: list[str], cname: bool) -> None:
+    answer = parse_address_answer(_answer(addresses, cname=cname), QUERY)
+    assert sorted(answer.addresses) == sorted(addresses)
+    assert answer.rcode == 0 and not answer.truncated
+    assert answer.records == len(addresses) + cname
+
+
+@settings(max_examples=1000)
+@given(ADDRESSES, st.integers(0, 400), st.binary(max_size=40), st.integers(0, 255), st.integers(0, 400))
+def test_the_lean_codec_never_fails_but_with_malformed_answer(
+    addresses: list[str], cut: int, tail: bytes, byte: int, where: int
+) -> None:
+    wire = bytearray(_answer(addresses))
+    if where < len(wire):
+        wire[where] = byte
+    mangled = bytes(wire[:cut]) + tail
+    with contextlib.suppress(MalformedAnswer):
+        parse_address_answer(mangled, QUERY)
+
+
+@given(st.binary(max_size=600))
+def test_random_bytes_never_crash_the_lean_codec(data: bytes) -> None:
+    with contextlib.suppress(MalformedAnswer):
+        parse_address_answer(QUERY[:2] + data, QUERY)

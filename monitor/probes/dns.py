@@ -7,6 +7,8 @@ import functools
 import ipaddress
 import socket
 import time
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
 
 import dns.asyncquery
 import dns.exception
@@ -18,16 +20,26 @@ import dns.resolver
 
 from monitor.config import SYSTEM, DNSQuery, Nameserver, Resolver, Target
 from monitor.failures import Failure, Phase, ProbeFailure
+from monitor.probes.dnswire import (
+    TYPE_A,
+    TYPE_AAAA,
+    AddressAnswer,
+    MalformedAnswer,
+    build_query,
+    parse_address_answer,
+)
 from monitor.result import ProbeTrace
 
 __all__ = ["is_bogon", "probe_dns", "query", "resolve_host"]
 
-_RCODE_FAILURES = {
+_RCODE_FAILURES: dict[int, Failure] = {
     dns.rcode.NXDOMAIN: Failure.DNS_NXDOMAIN,
     dns.rcode.SERVFAIL: Failure.DNS_SERVFAIL,
     dns.rcode.REFUSED: Failure.DNS_REFUSED,
 }
 _MIN_ATTEMPT_SECONDS = 0.05
+_DEFINITIVE = frozenset({dns.rcode.NOERROR, dns.rcode.NXDOMAIN})
+_Answer = TypeVar("_Answer")
 
 
 @functools.cache
@@ -47,52 +59,105 @@ def _nameservers(resolvers: tuple[Resolver, ...]) -> list[Nameserver]:
     return servers
 
 
+async def _first_answer(
+    resolvers: tuple[Resolver, ...],
+    deadline: float,
+    ask: Callable[[Nameserver, float], Awaitable[_Answer]],
+    rcode_of: Callable[[_Answer], int],
+    accepted_rcodes: frozenset[int],
+) -> _Answer:
+    """Ask each resolver in turn until one gives an answer with an accepted rcode.
+
+    The time left before `deadline` (monotonic) is shared fairly among the resolvers not yet
+    tried, so one dead resolver cannot eat the whole probe. The last failure wins.
+    """
+    servers = _nameservers(resolvers)
+    if not servers:
+        raise ProbeFailure(Failure.DNS_ERROR, Phase.RESOLVE, "no resolvers configured")
+    failure = ProbeFailure(Failure.DNS_TIMEOUT, Phase.RESOLVE, "no resolver answered")
+    for index, server in enumerate(servers):
+        budget = (deadline - time.monotonic()) / (len(servers) - index)
+        if budget < _MIN_ATTEMPT_SECONDS:
+            break
+        try:
+            answer = await ask(server, budget)
+        except ProbeFailure as exc:
+            failure = exc
+            continue
+        rcode = rcode_of(answer)
+        if rcode in accepted_rcodes:
+            return answer
+        failure = ProbeFailure(
+            _RCODE_FAILURES.get(rcode, Failure.DNS_ERROR),
+            Phase.RESOLVE,
+            f"{server} answered {dns.rcode.to_text(dns.rcode.Rcode(rcode))}",
+        )
+    raise failure
+
+
 async def query(
     qname: str,
     rdtype: dns.rdatatype.RdataType,
     resolvers: tuple[Resolver, ...],
     deadline: float,
     trace: ProbeTrace,
-    accepted_rcodes: frozenset[int] = frozenset({dns.rcode.NOERROR, dns.rcode.NXDOMAIN}),
+    accepted_rcodes: frozenset[int] = _DEFINITIVE,
 ) -> dns.message.Message:
-    """Ask each resolver in turn until one gives an answer with an accepted rcode.
-
-    The time left before `deadline` (monotonic) is shared fairly among the resolvers not yet
-    tried, so one dead resolver cannot eat the whole probe. The last failure wins.
-    """
+    """A full DNS message (dnspython) from the first resolver that gives an accepted rcode."""
     request = dns.message.make_query(qname, rdtype)
-    servers = _nameservers(resolvers)
-    if not servers:
-        raise ProbeFailure(Failure.DNS_ERROR, Phase.RESOLVE, "no resolvers configured")
-    failure = ProbeFailure(Failure.DNS_TIMEOUT, Phase.RESOLVE, "no resolver answered")
-    for index, server in enumerate(servers):
-        remaining = deadline - time.monotonic()
-        budget = remaining / (len(servers) - index)
-        if budget < _MIN_ATTEMPT_SECONDS:
-            break
+
+    async def ask(server: Nameserver, budget: float) -> dns.message.Message:
+        return await _ask(request, server, budget, trace)
+
+    return await _first_answer(resolvers, deadline, ask, dns.message.Message.rcode, accepted_rcodes)
+
+
+async def _lookup_addresses(
+    qname: str, rdtype: int, resolvers: tuple[Resolver, ...], deadline: float, trace: ProbeTrace
+) -> AddressAnswer:
+    """The address records of `qname` through the lean codec; TCP (dnspython) when truncated."""
+
+    async def ask(server: Nameserver, budget: float) -> AddressAnswer:
+        type_name = dns.rdatatype.to_text(dns.rdatatype.RdataType(rdtype))
+        trace.note(f"query {qname.rstrip('.')}. {type_name} at {server}")
+        wire = build_query(qname, rdtype)
         try:
-            response = await _ask(request, server, budget, trace)
-        except ProbeFailure as exc:
-            failure = exc
-            continue
-        if response.rcode() in accepted_rcodes:
-            return response
-        failure = ProbeFailure(
-            _RCODE_FAILURES.get(response.rcode(), Failure.DNS_ERROR),
-            Phase.RESOLVE,
-            f"{server} answered {dns.rcode.to_text(response.rcode())}",
+            async with asyncio.timeout(budget):
+                answer = parse_address_answer(await _udp_exchange(wire, server), wire)
+        except TimeoutError:
+            raise ProbeFailure(
+                Failure.DNS_TIMEOUT, Phase.RESOLVE, f"{server} did not answer in time"
+            ) from None
+        except MalformedAnswer as exc:
+            raise ProbeFailure(
+                Failure.DNS_ERROR, Phase.RESOLVE, f"{server}: malformed answer: {exc}"
+            ) from None
+        except OSError as exc:
+            raise _os_failure(server, exc) from None
+        if not answer.truncated:
+            return answer
+        trace.note("truncated answer, retrying over TCP")
+        response = await _ask(
+            dns.message.make_query(qname, dns.rdatatype.RdataType(rdtype)), server, budget, trace, tcp=True
         )
-    raise failure
+        found = _addresses(response, rdtype)
+        return AddressAnswer(
+            response.rcode(), False, tuple(found), sum(len(rrset) for rrset in response.answer)
+        )
+
+    return await _first_answer(resolvers, deadline, ask, lambda answer: answer.rcode, _DEFINITIVE)
 
 
 async def _ask(
-    request: dns.message.Message, server: Nameserver, timeout: float, trace: ProbeTrace
+    request: dns.message.Message, server: Nameserver, timeout: float, trace: ProbeTrace, tcp: bool = False
 ) -> dns.message.Message:
-    trace.note(
-        f"query {request.question[0].name} {dns.rdatatype.to_text(request.question[0].rdtype)} at {server}"
-    )
+    if not tcp:
+        question = request.question[0]
+        trace.note(f"query {question.name} {dns.rdatatype.to_text(question.rdtype)} at {server}")
     try:
         async with asyncio.timeout(timeout):
+            if tcp:
+                return await dns.asyncquery.tcp(request, server.host, timeout=timeout, port=server.port)
             response = _parse(request, await _udp_exchange(request.to_wire(), server))
             if response.flags & dns.flags.TC:
                 trace.note("truncated answer, retrying over TCP")
@@ -101,11 +166,15 @@ async def _ask(
         raise ProbeFailure(Failure.DNS_TIMEOUT, Phase.RESOLVE, f"{server} did not answer in time") from None
     except (dns.exception.DNSException, ValueError, EOFError) as exc:
         raise ProbeFailure(Failure.DNS_ERROR, Phase.RESOLVE, f"{server}: malformed answer: {exc}") from None
-    except ConnectionRefusedError:
-        raise ProbeFailure(Failure.DNS_TIMEOUT, Phase.RESOLVE, f"{server} refused the query") from None
     except OSError as exc:
-        raise ProbeFailure(Failure.DNS_ERROR, Phase.RESOLVE, f"{server}: {exc}") from None
+        raise _os_failure(server, exc) from None
     return response
+
+
+def _os_failure(server: Nameserver, exc: OSError) -> ProbeFailure:
+    if isinstance(exc, ConnectionRefusedError):  # ICMP port unreachable: nobody serves DNS there
+        return ProbeFailure(Failure.DNS_TIMEOUT, Phase.RESOLVE, f"{server} refused the query")
+    return ProbeFailure(Failure.DNS_ERROR, Phase.RESOLVE, f"{server}: {exc}")
 
 
 async def _udp_exchange(wire: bytes, server: Nameserver) -> bytes:
@@ -165,12 +234,12 @@ async def resolve_host(host: str, target: Target, deadline: float, trace: ProbeT
         pass
     addresses: list[str] = []
     answers = 0
-    for rdtype in (dns.rdatatype.A, dns.rdatatype.AAAA):
-        response = await query(host, rdtype, target.resolvers, deadline, trace)
-        if response.rcode() == dns.rcode.NXDOMAIN:
+    for rdtype in (TYPE_A, TYPE_AAAA):
+        answer = await _lookup_addresses(host, rdtype, target.resolvers, deadline, trace)
+        if answer.rcode == dns.rcode.NXDOMAIN:
             raise ProbeFailure(Failure.DNS_NXDOMAIN, Phase.RESOLVE, f"{host} does not exist")
-        answers += sum(len(rrset) for rrset in response.answer)
-        addresses = _addresses(response, rdtype)
+        answers += answer.records
+        addresses = list(answer.addresses)
         if addresses:
             break
     trace.dns_answer_count = answers
