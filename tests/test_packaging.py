@@ -26,7 +26,6 @@ def test_the_docker_build_context_makes_a_wheel_with_every_module_and_the_consol
             "pip",
             "wheel",
             "--no-deps",
-            "--no-build-isolation",
             "-q",
             "-w",
             str(tmp_path / "dist"),
