@@ -64,6 +64,25 @@ def cpu_model() -> str:
     return platform.processor() or "unknown"
 
 
+def code_version() -> dict[str, Any]:
+    """The commit measured, and uncommitted changes under monitor/ (others may be editing it)."""
+
+    def git(*args: str) -> str:
+        try:
+            out = subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True, timeout=10)
+        except (OSError, subprocess.TimeoutExpired):
+            return ""
+        return out.stdout
+
+    changed = [
+        line[3:] for line in git("status", "--porcelain", "--", "monitor").splitlines() if line.strip()
+    ]
+    return {
+        "git_head": git("rev-parse", "--short", "HEAD").strip() or "unknown",
+        "monitor_uncommitted": changed,
+    }
+
+
 def machine_info() -> dict[str, Any]:
     packages: dict[str, str] = {}
     for name in ("aiohttp", "prometheus_client", "uvloop"):
@@ -79,6 +98,7 @@ def machine_info() -> dict[str, Any]:
         "kernel": platform.release(),
         "blackbox_exporter": blackbox_version() or "not installed",
         "packages": packages,
+        "code": code_version(),
     }
 
 
@@ -87,6 +107,13 @@ def print_machine(info: dict[str, Any]) -> None:
     print(f"machine: {info['cpu_model']}, {info['cores']} cores, Linux {info['kernel']}")
     print(f"python:  {info['python_implementation']} {info['python']} ({packages})")
     print(f"blackbox_exporter: {info['blackbox_exporter']}")
+    code = info["code"]
+    dirty = (
+        f", uncommitted changes in {', '.join(code['monitor_uncommitted'])}"
+        if code["monitor_uncommitted"]
+        else ""
+    )
+    print(f"code: {code['git_head']}{dirty}")
 
 
 # --- /proc ---------------------------------------------------------------------------------------
@@ -144,6 +171,41 @@ class CpuMeter:
         self.cpu = cpu_seconds(self.pid) - self._c0
         self.wall = time.monotonic() - self._t0
         return self
+
+
+class SystemMeter:
+    """Whole-machine CPU busy (all processes, all cores) between start() and stop(), in cores,
+    from /proc/stat; with the load average, it tells whether something else was running."""
+
+    def __init__(self) -> None:
+        self.busy_cores = 0.0
+        self.load_start = self.load_end = ""
+        self._b0 = self._t0 = 0.0
+        self._w0 = 0.0
+
+    @staticmethod
+    def _read() -> tuple[float, float]:
+        fields = [int(x) for x in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
+        idle = fields[3] + (fields[4] if len(fields) > 4 else 0)
+        return (sum(fields[:8]) - idle) / CLK_TCK, time.monotonic()
+
+    def start(self) -> SystemMeter:
+        self.load_start = " ".join(Path("/proc/loadavg").read_text().split()[:3])
+        self._b0, self._w0 = self._read()
+        return self
+
+    def stop(self) -> SystemMeter:
+        busy, wall = self._read()
+        self.busy_cores = (busy - self._b0) / max(wall - self._w0, 1e-9)
+        self.load_end = " ".join(Path("/proc/loadavg").read_text().split()[:3])
+        return self
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "machine_busy_cores": round(self.busy_cores, 3),
+            "loadavg_start": self.load_start,
+            "loadavg_end": self.load_end,
+        }
 
 
 # --- ports, HTTP, readiness --------------------------------------------------------------------
@@ -519,7 +581,7 @@ class Profiler:
     error: str | None = None
     top: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
 
-    def start(self, rate: int = 100) -> Profiler:
+    def start(self, rate: int = 200) -> Profiler:
         binary = shutil.which("py-spy")
         if binary is None:
             self.error = "py-spy is not installed (pip install py-spy)"
@@ -577,9 +639,27 @@ def _frame_key(frame: str) -> str:
     return f"{name} ({path})" if path else name
 
 
+# Frames every sample passes through (the interpreter's entry and the event loop): listed by
+# total time they only say "100 %", so they are left out of top_total.
+_WRAPPERS = (
+    "(<frozen runpy>)",
+    "(asyncio/runners.py)",
+    "(asyncio/base_events.py)",
+    "Handle._run (asyncio/events.py)",
+    "(monitor/__main__.py)",
+    "main (monitor/cli.py)",
+    "_run (monitor/cli.py)",
+    "(threading.py)",
+    "(concurrent/futures/thread.py)",
+)
+
+
 def summarize_collapsed(lines: Iterable[str], top_n: int = 25) -> dict[str, Any]:
+    """Top functions by own samples and by total samples (function and its callees), the
+    monitor's own functions by total, and source files by own samples."""
     own: Counter[str] = Counter()
     tot: Counter[str] = Counter()
+    files: Counter[str] = Counter()
     samples = 0
     for line in lines:
         stack, _, count_text = line.rpartition(" ")
@@ -595,16 +675,26 @@ def summarize_collapsed(lines: Iterable[str], top_n: int = 25) -> dict[str, Any]
             continue
         samples += count
         own[frames[-1]] += count
+        files[frames[-1].rpartition(" (")[2].rstrip(")") or frames[-1]] += count
         for frame in set(frames):
             tot[frame] += count
 
-    def rows(counter: Counter[str]) -> list[dict[str, Any]]:
+    def rows(counter: Counter[str], keep: Callable[[str], bool] = lambda name: True) -> list[dict[str, Any]]:
+        chosen = [(name, n) for name, n in counter.most_common() if keep(name)][:top_n]
         return [
-            {"function": name, "samples": n, "percent": round(100 * n / samples, 1)}
-            for name, n in counter.most_common(top_n)
+            {"function": name, "samples": n, "percent": round(100 * n / samples, 1)} for name, n in chosen
         ]
 
-    return {"samples": samples, "top_own": rows(own), "top_total": rows(tot)}
+    def unwrapped(name: str) -> bool:
+        return not any(wrapper in name for wrapper in _WRAPPERS)
+
+    return {
+        "samples": samples,
+        "top_own": rows(own),
+        "top_total": rows(tot, unwrapped),
+        "top_total_monitor": rows(tot, lambda name: "(monitor/" in name and unwrapped(name)),
+        "top_own_files": rows(files),
+    }
 
 
 def print_profile(title: str, profile: dict[str, Any], top_n: int = 15) -> None:
@@ -615,7 +705,14 @@ def print_profile(title: str, profile: dict[str, Any], top_n: int = 15) -> None:
         print(f"\n{title}: no samples")
         return
     print(f"\n{title} (py-spy, {profile['samples']} samples, non-idle threads; file {profile['file']})")
-    for key, label in (("top_own", "own time"), ("top_total", "total time (function and callees)")):
+    for key, label in (
+        ("top_own", "own time"),
+        ("top_total", "total time (function and callees; event-loop and entry frames left out)"),
+        ("top_total_monitor", "total time, monitor/ functions only"),
+        ("top_own_files", "own time per source file"),
+    ):
+        if key not in profile:
+            continue
         print(f"  top by {label}:")
         print(
             "    "

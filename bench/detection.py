@@ -31,6 +31,7 @@ from bench.common import (
     Daemon,
     Lab,
     Stack,
+    SystemMeter,
     default_json,
     machine_info,
     print_machine,
@@ -100,6 +101,7 @@ def one_run(
     lab.post(f"/country/{COUNTRY}/blackhole", {"except": STAYS_UP})
     applied = time.time() - t0
     first_down: float | None = None
+    first_down_names: list[str] = []
     detected: float | None = None
     samples: dict[Any, float] = {}
     while time.time() - t0 < limit:
@@ -108,6 +110,7 @@ def one_run(
         now = time.time()
         if first_down is None and _down_targets(samples, reachable):
             first_down = now - t0
+            first_down_names = _down_targets(samples, reachable)
         if value(samples, "monitor_country_state", country=COUNTRY, state="shutdown") == 1.0:
             detected = now - t0
             break
@@ -122,7 +125,15 @@ def one_run(
         opened = time.time() - t0 if start is not None else None
     ratio = value(samples, "monitor_group_reachable_ratio", country=COUNTRY, category="all")
     down = _down_targets(samples, reachable)
-    print(f"  run {index}: shutdown after {detected:.1f} s ({detected / interval:.2f} intervals)", flush=True)
+    first = (
+        f"; first reachable target down: {', '.join(first_down_names)} at {first_down:.1f} s"
+        if first_down
+        else ""
+    )
+    print(
+        f"  run {index}: shutdown after {detected:.1f} s ({detected / interval:.2f} intervals){first}",
+        flush=True,
+    )
 
     restored_at = time.time()
     lab.post("/restore")
@@ -147,6 +158,7 @@ def one_run(
         "outage_dated_start_after_blackout_seconds": round(start - t0, 2) if start is not None else None,
         "reachable_ratio_at_detection": ratio,
         "targets_down_at_detection": len(down),
+        "first_targets_down": first_down_names,
         "blackhole_request_seconds": round(applied, 3),
         "normal_after_restore_seconds": round(back_to_normal, 2),
         "all_up_after_restore_seconds": round(all_up, 2),
@@ -238,7 +250,9 @@ def run(args: argparse.Namespace, info: dict[str, Any], workdir: Path) -> dict[s
             if left > 0:
                 print(f"waiting {left:.0f} s more for the daemon's warm-up (outages may open only after it)")
                 time.sleep(left)
+        system = SystemMeter().start()
         runs = [one_run(i + 1, lab, daemon, reachable, interval, limit) for i in range(args.repeats)]
+        result["machine_during_runs"] = system.stop().as_dict()
     seconds = [r["detection_seconds"] for r in runs]
     result["runs"] = runs
     result["summary"] = {
@@ -297,6 +311,11 @@ def report(result: dict[str, Any]) -> None:
     print(
         f"(initially normal {result['initially_normal_after_seconds']} s after the daemon started; "
         f"waited out its {result['daemon_warmup_seconds']:g} s warm-up: {result['config']['wait_warmup']})"
+    )
+    m = result["machine_during_runs"]
+    print(
+        f"whole machine during the runs: {m['machine_busy_cores']:.2f} cores busy; load average "
+        f"{m['loadavg_start']} -> {m['loadavg_end']}"
     )
     print(
         "detect_s: blackout request -> monitor_country_state{state=shutdown} 1 (polled every 0.5 s); "

@@ -38,6 +38,7 @@ from bench.common import (
     Proc,
     Profiler,
     Stack,
+    SystemMeter,
     blackbox_binary,
     cpu_seconds,
     default_json,
@@ -299,21 +300,23 @@ def run_scheduled(
 ) -> tuple[dict[str, Any], dict[str, Any] | None]:
     config = workdir / "scheduled.yaml"
     by_kind = {kind: [site for site in sites if site.kind == kind] for kind in KINDS}
-    scheduled_config(lab, by_kind["http"], config)
+    scheduled_config(lab, [], config)  # first nothing at 1 s: the daemon's idle baseline
     daemon = start_daemon(config, workdir / "monitor-scheduled.log")
     stack.callback(daemon.proc.stop)
+    time.sleep(args.settle)
+    idle = scheduled_phase(daemon, args.idle_seconds * 2)
+    idle_rate = idle.cpu / idle.wall
     profiler = Profiler(daemon.pid, workdir / "profile-scheduled.txt").start() if args.profile else None
-    results: dict[str, Any] = {}
+    results: dict[str, Any] = {"idle_cpu_cores": round(idle_rate, 4), "idle_probes": idle.probes}
     all_tally = Tally()
     try:
-        for index, kind in enumerate(KINDS):
-            if index:
-                scheduled_config(lab, by_kind[kind], config)
-                daemon.reload()
+        for kind in KINDS:
+            scheduled_config(lab, by_kind[kind], config)
+            daemon.reload()
             time.sleep(args.settle)  # the first slots of the (re)scheduled targets come within 1 s
             tally = scheduled_phase(daemon, args.scheduled_seconds)
             all_tally.add(tally)
-            results[kind] = tally.figures()
+            results[kind] = tally.figures(idle_rate)
             results[kind]["targets_at_1s"] = len(by_kind[kind])
             print(
                 f"  scheduled {kind:5} {tally.probes} probes {tally.cpu:.2f} s CPU in {tally.wall:.1f} s",
@@ -322,7 +325,7 @@ def run_scheduled(
     finally:
         if profiler is not None:
             profiler.stop()
-    results["all"] = all_tally.figures()
+    results["all"] = all_tally.figures(idle_rate)
     daemon.proc.stop()
     return results, profiler.as_dict() if profiler else None
 
@@ -470,8 +473,10 @@ def run(args: argparse.Namespace, info: dict[str, Any], workdir: Path) -> dict[s
         idle = {name: idle_cores(pid, args.idle_seconds) for name, (pid, _) in probers.items()}
         before = ours.metrics()
         profiler = Profiler(ours.pid, workdir / "profile-probe.txt").start() if args.profile else None
+        system = SystemMeter().start()
         try:
             tallies = asyncio.run(run_rounds(args, probers))
+            system.stop()
         finally:
             if profiler is not None:
                 profiler.stop()
@@ -503,6 +508,7 @@ def run(args: argparse.Namespace, info: dict[str, Any], workdir: Path) -> dict[s
                     f"{name}: {everything.probes - everything.succeeded} of {everything.probes} probes failed"
                 )
         figures["ours"]["scheduled_probes_during_rounds"] = scheduled_meanwhile
+        result["machine_during_rounds"] = system.as_dict()
         result["probe_endpoint"] = figures
         if "blackbox" in figures:
             result["ratio_ours_over_blackbox"] = {
@@ -569,7 +575,7 @@ def report(result: dict[str, Any]) -> None:
                 f["succeeded"],
                 f["cpu_seconds"],
                 f["cpu_seconds_per_1000"],
-                None,
+                f["cpu_seconds_per_1000_net_of_idle"],
                 f["probes_per_second"],
                 f["cpu_cores_while_probing"],
             ]
@@ -590,6 +596,10 @@ def report(result: dict[str, Any]) -> None:
     idle = ", ".join(f"{name} {figures[name]['idle_cpu_cores']:.4f}" for name in figures)
     print(f"idle CPU before the rounds (cores): {idle}")
     print(
+        "idle CPU of the scheduled daemon with nothing at 1 s (cores): "
+        f"{result['ours_scheduled']['idle_cpu_cores']}"
+    )
+    print(
         f"scheduled probes by ours during the /probe rounds (1 h interval): "
         f"{figures['ours']['scheduled_probes_during_rounds']}"
     )
@@ -601,6 +611,11 @@ def report(result: dict[str, Any]) -> None:
             f"all {ratio['all']}"
             f"   goal <= 1.0: {'PASS' if goal else 'FAIL'}"
         )
+    m = result["machine_during_rounds"]
+    print(
+        f"whole machine during the rounds: {m['machine_busy_cores']:.2f} cores busy (all processes: probers, "
+        f"lab, client, anything else); load average {m['loadavg_start']} -> {m['loadavg_end']}"
+    )
     print(f"note: {result['blackbox_note']}")
     for name, profile in (result.get("profiles") or {}).items():
         if profile:

@@ -31,6 +31,7 @@ from bench.common import (
     Daemon,
     Profiler,
     Stack,
+    SystemMeter,
     bucket_delta,
     cpu_seconds,
     default_json,
@@ -178,6 +179,7 @@ def run(
         profiler = Profiler(daemon.pid, workdir / "profile-scale.txt").start() if args.profile else None
         procs: list[dict[str, float]] = []
         scrapes: list[dict[str, Any]] = []
+        system = SystemMeter().start()
         bench_cpu0 = _self_cpu()
         first = proc_sample(daemon.pid, lab.proc.pid)
         scrapes.append(scrape(daemon))
@@ -204,6 +206,7 @@ def run(
         procs.append(last)
         scrapes.append(scrape(daemon))
         bench_cpu = _self_cpu() - bench_cpu0
+        system.stop()
         if profiler is not None:
             profiler.stop()
         hwm = hwm_mib(daemon.pid)
@@ -221,6 +224,7 @@ def run(
             args.sample_every / 2,
         )
         result["summary"] = summary
+        result["machine_during_window"] = system.as_dict()
         result["samples"] = [
             {k: round(v, 4) if isinstance(v, float) else v for k, v in s.items() if k != "lag"}
             for s in scrapes
@@ -369,6 +373,11 @@ def report(result: dict[str, Any]) -> None:
     print(table(rows, ["figure", "value", "goal / note", "verdict"]))
     print(
         f"start-up: lab {result['startup']['lab_seconds']} s, daemon {result['startup']['daemon_seconds']} s"
+    )
+    m = result["machine_during_window"]
+    print(
+        f"whole machine during the window: {m['machine_busy_cores']:.2f} cores busy (daemon + lab + client + "
+        f"anything else); load average {m['loadavg_start']} -> {m['loadavg_end']}"
     )
     if result.get("profile"):
         print_profile("profile of our daemon during the window", result["profile"])
