@@ -88,8 +88,9 @@ class Scheduler:
         if self._timer is None:
             self._timer = LoopTimer(asyncio.get_running_loop())
         self._started = True
+        now = self._timer.time()
         for target in self._targets.values():
-            self._arm(target.name, target.interval)
+            self._arm(target.name, target.interval, now)
 
     def apply(self, catalog: Catalog) -> tuple[set[str], set[str], set[str]]:
         """Make the schedule match `catalog`, touching only what changed.
@@ -106,27 +107,37 @@ class Scheduler:
             self._disarm(name)
         self._targets = new
         if self._started:
+            now = self._timer.time()  # type: ignore[union-attr]
             for name in rescheduled:
                 self._disarm(name)
-                self._arm(name, new[name].interval)
+                self._arm(name, new[name].interval, now)
         return added, removed, changed
 
-    def _arm(self, name: str, interval: float) -> None:
+    def _arm(self, name: str, interval: float, after: float) -> None:
+        """Arm the first slot of `name` strictly after `after`.
+
+        Re-arming from the slot that fired, never from the clock, matters: the event loop may
+        run a timer a clock-resolution early, and "the next slot after now" would then be the
+        same slot again, probing the target twice."""
         assert self._timer is not None
-        slot = next_slot(name, interval, self._timer.time())
+        slot = next_slot(name, interval, after)
         jitter = random.uniform(0, min(self._max_jitter, interval * _JITTER_FRACTION))
-        self._timers[name] = self._timer.call_at(slot + jitter, self._fire, name, slot + jitter)
+        self._timers[name] = self._timer.call_at(slot + jitter, self._fire, name, slot, jitter)
 
     def _disarm(self, name: str) -> None:
         handle = self._timers.pop(name, None)
         if handle is not None:
             handle.cancel()
 
-    def _fire(self, name: str, due: float) -> None:
+    def _fire(self, name: str, slot: float, jitter: float) -> None:
         target = self._targets.get(name)
         if target is None:
             return
-        self._arm(name, target.interval)
+        # From the slot that fired; from the clock only after a stall of half an interval or more,
+        # so a suspended process catches up with one probe, not one per missed slot.
+        now = self._timer.time()  # type: ignore[union-attr]
+        self._arm(name, target.interval, slot if now - slot < target.interval / 2 else now)
+        due = slot + jitter
         if name in self._running:
             self._on_skip(name)  # the previous probe of this target is still running
             return

@@ -20,8 +20,9 @@ T0 = 1_700_000_000.0
 class FakeTimer:
     """A wall clock that only moves when the test says so, with a heap of callbacks."""
 
-    def __init__(self) -> None:
+    def __init__(self, early: float = 0.0) -> None:
         self.now = T0
+        self.early = early  # run callbacks this much before their time, as an event loop may
         self._heap: list[tuple[float, int, Callable[..., None], tuple[Any, ...], list[bool]]] = []
         self._order = itertools.count()
 
@@ -40,12 +41,16 @@ class FakeTimer:
 
     async def advance(self, seconds: float) -> None:
         end = self.now + seconds
-        while self._heap and self._heap[0][0] <= end:
+        for _ in range(200_000):  # a scheduler that re-arms the same slot would spin forever
+            if not (self._heap and self._heap[0][0] <= end):
+                break
             when, _, callback, args, cancelled = heapq.heappop(self._heap)
-            self.now = max(self.now, when)
+            self.now = max(self.now, when - self.early)
             if not cancelled[0]:
                 callback(*args)
             await asyncio.sleep(0)
+        else:
+            raise AssertionError("timer storm: callbacks keep coming due")
         self.now = end
         await asyncio.sleep(0)
 
@@ -191,4 +196,31 @@ async def test_jitter_delays_a_slot_by_at_most_a_hundred_milliseconds() -> None:
     delays = [(at - slot_offset(name, 60.0)) % 60.0 for at, name in recorder.starts]
     assert all(0 <= delay <= 0.1 for delay in delays)
     assert len(set(delays)) > 100
+    await scheduler.stop()
+
+
+async def test_a_timer_that_fires_a_little_early_does_not_probe_twice() -> None:
+    timer = FakeTimer(early=0.001)
+    recorder = Recorder(timer)
+    scheduler = Scheduler(recorder, max_concurrency=100, timer=timer, max_jitter=0)
+    scheduler.apply(catalog(50, interval="10s"))
+    scheduler.start()
+    await timer.advance(30)
+    assert Counter(Counter(name for _, name in recorder.starts).values()) == Counter({3: 50})
+    await scheduler.stop()
+
+
+async def test_after_a_stall_a_target_catches_up_with_one_probe_not_one_per_missed_slot() -> None:
+    timer = FakeTimer()
+    recorder = Recorder(timer)
+    scheduler = Scheduler(recorder, max_concurrency=100, timer=timer, max_jitter=0)
+    scheduler.apply(catalog(20, interval="10s"))
+    scheduler.start()
+    await timer.advance(10)
+    timer.now += 100  # the process was suspended for ten intervals
+    recorder.starts.clear()
+    await timer.advance(0)
+    assert len(recorder.starts) == 20
+    await timer.advance(10)
+    assert len(recorder.starts) <= 60
     await scheduler.stop()
