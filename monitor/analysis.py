@@ -25,11 +25,8 @@ import contextlib
 import logging
 import time
 from collections import Counter, defaultdict
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
-
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
-from prometheus_client.registry import Collector
 
 from monitor.asn import ASNResolver
 from monitor.config import AnalysisOptions, Catalog, Target
@@ -474,70 +471,3 @@ def _ratios_by_category(up: list[Target], down: list[Target]) -> dict[str, float
     if totals:
         ratios["all"] = len(up) / (len(up) + len(down))
     return ratios
-
-
-class AnalysisCollector(Collector):
-    def __init__(self, analyzer: Analyzer) -> None:
-        self._analyzer = analyzer
-
-    def collect(self) -> Iterator[Metric]:
-        analyzer = self._analyzer
-        labels = ("target", "country", "category")
-        up = GaugeMetricFamily(
-            "monitor_target_up", "State after hysteresis: 1 up, 0 down (absent: unknown)", labels=labels
-        )
-        info = GaugeMetricFamily(
-            "monitor_target_info", "Catalog facts about a target", labels=(*labels, "asn", "kind")
-        )
-        for name, target in list(analyzer.targets.items()):
-            state = analyzer.states.get(name)
-            target_labels = [name, target.country, target.category]
-            blind = not analyzer.vantage_online and not target.is_control  # held states are not news
-            if state is not None and state.health is not Health.UNKNOWN and not blind:
-                up.add_metric(target_labels, 1.0 if state.health is Health.UP else 0.0)
-            asn = analyzer.asn_of(target)
-            info.add_metric([*target_labels, f"AS{asn}" if asn else "unknown", target.kind], 1.0)
-        ratio = GaugeMetricFamily(
-            "monitor_group_reachable_ratio",
-            'Share of normally reachable targets that are up (category="all": the whole country)',
-            labels=("country", "category"),
-        )
-        states = GaugeMetricFamily(
-            "monitor_country_state", "1 for the current state of each country", labels=("country", "state")
-        )
-        for country, summary in sorted(analyzer.countries.items()):
-            for category, value in sorted((summary.by_category or {}).items()):
-                ratio.add_metric([country, category], value)
-            for state_name in COUNTRY_STATES:
-                states.add_metric([country, state_name], 1.0 if summary.state == state_name else 0.0)
-        vantage = GaugeMetricFamily(
-            "monitor_vantage_online",
-            "1 while most control targets abroad are reachable",
-            value=1.0 if analyzer.vantage_online else 0.0,
-        )
-        open_outages = GaugeMetricFamily("monitor_outages_open", "Open outages by scope", labels=("scope",))
-        opened = CounterMetricFamily("monitor_outages", "Outages opened since start", labels=("scope",))
-        started = GaugeMetricFamily(
-            "monitor_outage_start_timestamp_seconds",
-            "Unix time each open outage started; key is the target, COUNTRY/ASN, country or vantage",
-            labels=("scope", "country", "asn", "key"),
-        )
-        for outage in list(analyzer.open.values()):
-            asn_label = f"AS{outage.asn}" if outage.asn is not None else ""
-            started.add_metric([outage.scope.value, outage.country or "", asn_label, outage.key],
-                               outage.started_at)
-        yield started
-        open_counts = Counter(outage.scope for outage in analyzer.open.values())
-        for scope in Scope:
-            open_outages.add_metric([scope.value], open_counts[scope])
-            opened.add_metric([scope.value], analyzer.opened_total[scope])
-        yield from (up, info, ratio, states, vantage, open_outages, opened)
-        if analyzer.journal is not None:
-            yield GaugeMetricFamily(
-                "monitor_journal_healthy",
-                "1 while the outage journal can be written",
-                value=1.0 if analyzer.journal.healthy else 0.0,
-            )
-            yield CounterMetricFamily(
-                "monitor_journal_errors", "Failed journal reads and writes", value=analyzer.journal.errors
-            )

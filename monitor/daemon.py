@@ -16,10 +16,10 @@ from prometheus_client import (
     disable_created_metrics,
 )
 
-from monitor.analysis import AnalysisCollector, Analyzer
+from monitor.analysis import Analyzer
 from monitor.config import Catalog, ConfigError, Target, load_catalog
 from monitor.journal import Journal
-from monitor.metrics import DaemonMetrics, LatestResults, ResultCollector
+from monitor.metrics import DaemonMetrics, LatestResults
 from monitor.pipeline import Prober
 from monitor.result import ProbeResult
 from monitor.scheduler import Scheduler
@@ -49,9 +49,7 @@ class Monitor:
         for collector in (ProcessCollector, PlatformCollector, GCCollector):
             collector(registry=self.registry)
         self.results = LatestResults()
-        self.registry.register(ResultCollector(self.results))
         self.analyzer = Analyzer(Journal(state_path) if state_path else None)
-        self.registry.register(AnalysisCollector(self.analyzer))
         self.metrics = DaemonMetrics(self.registry)
         self.prober = Prober()
         self.scheduler = Scheduler(

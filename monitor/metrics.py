@@ -1,102 +1,21 @@
-"""Prometheus exposition of probe results: built from our own state on every scrape.
-
-Custom collectors read the latest ProbeResult of each target, so a target removed from the
-catalog disappears from /metrics at once and nothing is counted twice.
-"""
+"""What the exporter knows: the last result of every target (rendered on each scrape by
+monitor/exposition.py, so a target removed from the catalog disappears at once), and the
+daemon's own counters in a prometheus_client registry."""
 
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 
 from prometheus_client import CollectorRegistry, Gauge, Histogram
 from prometheus_client import Counter as CounterMetric
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
-from prometheus_client.registry import Collector
 
 from monitor import __version__
 from monitor.config import Catalog, Target
-from monitor.failures import Failure, Phase
+from monitor.failures import Failure
 from monitor.result import ProbeResult
 
-__all__ = ["DaemonMetrics", "LatestResults", "ResultCollector", "result_families", "single_probe_registry"]
-
-TARGET_LABELS = ("target", "country", "category")
-_PHASES = tuple(Phase)
-
-
-def _labels(target: Target) -> list[str]:
-    return [target.name, target.country, target.category]
-
-
-def result_families(rows: Iterable[tuple[Target, ProbeResult]]) -> Iterator[Metric]:
-    """The blackbox_exporter-compatible per-probe gauges for each (target, last result)."""
-    success = GaugeMetricFamily("probe_success", "1 if the last probe succeeded", labels=TARGET_LABELS)
-    duration = GaugeMetricFamily(
-        "probe_duration_seconds", "Wall time of the last probe", labels=TARGET_LABELS
-    )
-    dns_time = GaugeMetricFamily(
-        "probe_dns_lookup_time_seconds", "DNS phase of the last probe", labels=TARGET_LABELS
-    )
-    phases = GaugeMetricFamily(
-        "probe_http_duration_seconds",
-        "Time spent in each phase of the last probe",
-        labels=(*TARGET_LABELS, "phase"),
-    )
-    status = GaugeMetricFamily(
-        "probe_http_status_code", "HTTP status of the last response, 0 if none", labels=TARGET_LABELS
-    )
-    redirects = GaugeMetricFamily(
-        "probe_http_redirects", "Redirects followed by the last probe", labels=TARGET_LABELS
-    )
-    length = GaugeMetricFamily(
-        "probe_http_content_length", "Body bytes read by the last probe", labels=TARGET_LABELS
-    )
-    expiry = GaugeMetricFamily(
-        "probe_ssl_earliest_cert_expiry",
-        "Unix time the earliest certificate seen expires",
-        labels=TARGET_LABELS,
-    )
-    tls_version = GaugeMetricFamily(
-        "probe_tls_version_info", "Negotiated TLS version", labels=(*TARGET_LABELS, "version")
-    )
-    answers = GaugeMetricFamily(
-        "probe_dns_answer_rrs", "Records in the last DNS answer", labels=TARGET_LABELS
-    )
-    finished = GaugeMetricFamily(
-        "probe_last_timestamp_seconds", "Unix time the last probe finished", labels=TARGET_LABELS
-    )
-    for target, result in rows:
-        labels = _labels(target)
-        success.add_metric(labels, 1.0 if result.success else 0.0)
-        duration.add_metric(labels, result.duration_seconds)
-        dns_time.add_metric(labels, result.dns_lookup_seconds)
-        finished.add_metric(labels, result.started_at + result.duration_seconds)
-        if result.dns_answer_count is not None:
-            answers.add_metric(labels, result.dns_answer_count)
-        if target.kind == "http":
-            for phase in _PHASES:
-                phases.add_metric([*labels, phase.value], result.phases.get(phase, 0.0))
-            status.add_metric(labels, result.http_status or 0)
-            redirects.add_metric(labels, result.redirects)
-            length.add_metric(labels, result.body_bytes)
-        if result.cert_expiry is not None:
-            expiry.add_metric(labels, result.cert_expiry)
-        if result.tls_version is not None:
-            tls_version.add_metric([*labels, result.tls_version], 1.0)
-    yield from (
-        success,
-        duration,
-        dns_time,
-        phases,
-        status,
-        redirects,
-        length,
-        expiry,
-        tls_version,
-        answers,
-        finished,
-    )
+__all__ = ["DaemonMetrics", "LatestResults"]
 
 
 class LatestResults:
@@ -126,39 +45,6 @@ class LatestResults:
             target = self.targets.get(name)
             if target is not None:
                 yield target, result
-
-
-class ResultCollector(Collector):
-    def __init__(self, results: LatestResults) -> None:
-        self._results = results
-
-    def collect(self) -> Iterator[Metric]:
-        yield from result_families(self._results.rows())
-        failures = CounterMetricFamily(
-            "probe_failures", "Failed probes by failure string", labels=(*TARGET_LABELS, "reason")
-        )
-        for name, counts in list(self._results.failures.items()):
-            target = self._results.targets.get(name)
-            if target is None:
-                continue
-            for failure, count in counts.items():
-                failures.add_metric([*_labels(target), failure.value], count)
-        yield failures
-
-
-class _SingleResult(Collector):
-    def __init__(self, target: Target, result: ProbeResult) -> None:
-        self._row = (target, result)
-
-    def collect(self) -> Iterator[Metric]:
-        yield from result_families([self._row])
-
-
-def single_probe_registry(target: Target, result: ProbeResult) -> CollectorRegistry:
-    """What /probe answers: exactly this probe's metrics, as blackbox_exporter does."""
-    registry = CollectorRegistry(auto_describe=False)
-    registry.register(_SingleResult(target, result))
-    return registry
 
 
 class DaemonMetrics:

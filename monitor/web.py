@@ -9,14 +9,14 @@ import time
 from typing import Any
 
 from aiohttp import web
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST
 
 from monitor import __version__
 from monitor.config import adhoc_target
 from monitor.daemon import Monitor
 from monitor.durations import parse_duration
+from monitor.exposition import metrics_text, probe_text
 from monitor.journal import Journal, JournalError
-from monitor.metrics import single_probe_registry
 from monitor.result import ProbeResult
 from monitor.webconfig import WebConfig
 
@@ -44,8 +44,8 @@ def build_app(
 
 
 async def _metrics(request: web.Request) -> web.Response:
-    # Rendering thousands of series takes a while: off the event loop, so probes keep their slots.
-    body = await asyncio.to_thread(generate_latest, request.app[MONITOR_KEY].registry)
+    monitor = request.app[MONITOR_KEY]
+    body = metrics_text(monitor.registry, monitor.results, monitor.analyzer)
     return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
 
@@ -85,7 +85,7 @@ async def _probe(request: web.Request) -> web.Response:
         target = dataclasses.replace(target, timeout=min(target.timeout, budget))
     debug = request.query.get("debug", "").lower() in ("1", "true", "yes")
     result = await monitor.prober.probe(target, debug=debug)
-    exposition = generate_latest(single_probe_registry(target, result))
+    exposition = probe_text(target, result).encode()
     if debug:
         log = "\n".join(result.log)
         text = f"Logs for the probe:\n{log}\n\nMetrics that would have been returned:\n{exposition.decode()}"

@@ -5,10 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from prometheus_client import CollectorRegistry, generate_latest
 
-from monitor.analysis import AnalysisCollector, Analyzer
+from monitor.analysis import Analyzer
 from monitor.config import Catalog, parse_catalog
+from monitor.exposition import analysis_text
 from monitor.failures import Failure, Phase
 from monitor.journal import Journal
 from monitor.outage import Scope
@@ -88,9 +88,7 @@ class World:
         )
 
     def metrics(self) -> str:
-        registry = CollectorRegistry()
-        registry.register(AnalysisCollector(self.analyzer))
-        return generate_latest(registry).decode()
+        return analysis_text(self.analyzer)
 
 
 @pytest.fixture

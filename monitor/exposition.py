@@ -1,0 +1,197 @@
+"""The Prometheus text exposition of our own state, written directly as text.
+
+prometheus_client builds a Sample object per series before formatting it; at 10,000 targets
+(~150,000 series) that took 2-3 s of CPU per scrape and held the event loop long enough to
+delay probes by seconds (bench/scale.py). Here each target's label set is formatted once and
+every sample is one f-string. The daemon's own counters and the process metrics still come
+from prometheus_client's registry, which is small.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from collections import Counter
+from collections.abc import Iterable
+
+from prometheus_client import CollectorRegistry, generate_latest
+
+from monitor.analysis import COUNTRY_STATES, Analyzer
+from monitor.config import Target
+from monitor.failures import Phase
+from monitor.metrics import LatestResults
+from monitor.outage import Scope
+from monitor.result import ProbeResult
+from monitor.state import Health
+
+__all__ = ["metrics_text", "probe_text"]
+
+_PHASES = tuple(Phase)
+
+
+def _escape(value: str) -> str:
+    return value.replace("\\", r"\\").replace('"', r"\"").replace("\n", r"\n")
+
+
+def _number(value: float) -> str:
+    if math.isfinite(value):
+        return repr(float(value))
+    return "NaN" if math.isnan(value) else ("+Inf" if value > 0 else "-Inf")
+
+
+def _labels(**pairs: str) -> str:
+    """Label names sorted, as prometheus_client writes them."""
+    return "{" + ",".join(f'{name}="{_escape(pairs[name])}"' for name in sorted(pairs)) + "}"
+
+
+@functools.lru_cache(maxsize=65536)
+def _target_prefix(name: str, country: str, category: str) -> str:
+    """`{category="...",country="...",target="..."` without the closing brace."""
+    return _labels(target=name, country=country, category=category)[:-1]
+
+
+def _prefix(target: Target) -> str:
+    return _target_prefix(target.name, target.country, target.category)
+
+
+class _Family:
+    __slots__ = ("header", "lines", "name")
+
+    def __init__(self, name: str, kind: str, help_text: str) -> None:
+        self.name = name
+        self.header = f"# HELP {name} {help_text}\n# TYPE {name} {kind}\n"
+        self.lines: list[str] = []
+
+    def add(self, labels: str, value: float) -> None:
+        self.lines.append(f"{self.name}{labels} {_number(value)}\n")
+
+    def text(self) -> str:
+        return self.header + "".join(self.lines)
+
+
+def _probe_families(rows: Iterable[tuple[Target, ProbeResult]]) -> list[_Family]:
+    success = _Family("probe_success", "gauge", "1 if the last probe succeeded")
+    duration = _Family("probe_duration_seconds", "gauge", "Wall time of the last probe")
+    dns_time = _Family("probe_dns_lookup_time_seconds", "gauge", "DNS phase of the last probe")
+    phases = _Family("probe_http_duration_seconds", "gauge", "Time spent in each phase of the last probe")
+    status = _Family("probe_http_status_code", "gauge", "HTTP status of the last response, 0 if none")
+    redirects = _Family("probe_http_redirects", "gauge", "Redirects followed by the last probe")
+    length = _Family("probe_http_content_length", "gauge", "Body bytes read by the last probe")
+    expiry = _Family(
+        "probe_ssl_earliest_cert_expiry", "gauge", "Unix time the earliest certificate seen expires"
+    )
+    tls_version = _Family("probe_tls_version_info", "gauge", "Negotiated TLS version")
+    answers = _Family("probe_dns_answer_rrs", "gauge", "Records in the last DNS answer")
+    finished = _Family("probe_last_timestamp_seconds", "gauge", "Unix time the last probe finished")
+    for target, result in rows:
+        prefix = _prefix(target)
+        labels = prefix + "}"
+        success.add(labels, 1.0 if result.success else 0.0)
+        duration.add(labels, result.duration_seconds)
+        dns_time.add(labels, result.dns_lookup_seconds)
+        finished.add(labels, result.started_at + result.duration_seconds)
+        if result.dns_answer_count is not None:
+            answers.add(labels, result.dns_answer_count)
+        if target.kind == "http":
+            for phase in _PHASES:
+                phases.add(f'{prefix},phase="{phase.value}"}}', result.phases.get(phase, 0.0))
+            status.add(labels, result.http_status or 0)
+            redirects.add(labels, result.redirects)
+            length.add(labels, result.body_bytes)
+        if result.cert_expiry is not None:
+            expiry.add(labels, result.cert_expiry)
+        if result.tls_version is not None:
+            tls_version.add(f'{prefix},version="{_escape(result.tls_version)}"}}', 1.0)
+    return [
+        success,
+        duration,
+        dns_time,
+        phases,
+        status,
+        redirects,
+        length,
+        expiry,
+        tls_version,
+        answers,
+        finished,
+    ]
+
+
+def probe_text(target: Target, result: ProbeResult) -> str:
+    """What /probe answers: exactly this probe's metrics, as blackbox_exporter does."""
+    return "".join(family.text() for family in _probe_families([(target, result)]))
+
+
+def _failures(results: LatestResults) -> _Family:
+    failures = _Family("probe_failures_total", "counter", "Failed probes by failure string")
+    for name, counts in list(results.failures.items()):
+        target = results.targets.get(name)
+        if target is None:
+            continue
+        prefix = _prefix(target)
+        for failure, count in counts.items():
+            failures.add(f'{prefix},reason="{failure.value}"}}', count)
+    return failures
+
+
+def _analysis_families(analyzer: Analyzer) -> list[_Family]:
+    up = _Family("monitor_target_up", "gauge", "State after hysteresis: 1 up, 0 down (absent: unknown)")
+    info = _Family("monitor_target_info", "gauge", "Catalog facts about a target")
+    for name, target in list(analyzer.targets.items()):
+        state = analyzer.states.get(name)
+        prefix = _prefix(target)
+        blind = not analyzer.vantage_online and not target.is_control  # held states are not news
+        if state is not None and state.health is not Health.UNKNOWN and not blind:
+            up.add(prefix + "}", 1.0 if state.health is Health.UP else 0.0)
+        asn = analyzer.asn_of(target)
+        info.add(f'{prefix},asn="{f"AS{asn}" if asn else "unknown"}",kind="{target.kind}"}}', 1.0)
+    ratio = _Family(
+        "monitor_group_reachable_ratio",
+        "gauge",
+        'Share of normally reachable targets that are up (category="all": the whole country)',
+    )
+    states = _Family("monitor_country_state", "gauge", "1 for the current state of each country")
+    for country, summary in sorted(analyzer.countries.items()):
+        for category, value in sorted((summary.by_category or {}).items()):
+            ratio.add(_labels(country=country, category=category), value)
+        for state_name in COUNTRY_STATES:
+            states.add(
+                _labels(country=country, state=state_name), 1.0 if summary.state == state_name else 0.0
+            )
+    vantage = _Family("monitor_vantage_online", "gauge", "1 while most control targets abroad are reachable")
+    vantage.add("", 1.0 if analyzer.vantage_online else 0.0)
+    started = _Family(
+        "monitor_outage_start_timestamp_seconds",
+        "gauge",
+        "Unix time each open outage started; key is the target, COUNTRY/ASN, country or vantage",
+    )
+    for outage in list(analyzer.open.values()):
+        asn_label = f"AS{outage.asn}" if outage.asn is not None else ""
+        started.add(
+            _labels(scope=outage.scope.value, country=outage.country or "", asn=asn_label, key=outage.key),
+            outage.started_at,
+        )
+    open_outages = _Family("monitor_outages_open", "gauge", "Open outages by scope")
+    opened = _Family("monitor_outages_total", "counter", "Outages opened since start")
+    open_counts = Counter(outage.scope for outage in analyzer.open.values())
+    for scope in Scope:
+        open_outages.add(_labels(scope=scope.value), open_counts[scope])
+        opened.add(_labels(scope=scope.value), analyzer.opened_total[scope])
+    families = [up, info, ratio, states, vantage, started, open_outages, opened]
+    if analyzer.journal is not None:
+        healthy = _Family("monitor_journal_healthy", "gauge", "1 while the outage journal can be written")
+        healthy.add("", 1.0 if analyzer.journal.healthy else 0.0)
+        errors = _Family("monitor_journal_errors_total", "counter", "Failed journal reads and writes")
+        errors.add("", analyzer.journal.errors)
+        families += [healthy, errors]
+    return families
+
+
+def analysis_text(analyzer: Analyzer) -> str:
+    return "".join(family.text() for family in _analysis_families(analyzer))
+
+
+def metrics_text(registry: CollectorRegistry, results: LatestResults, analyzer: Analyzer) -> bytes:
+    """Everything /metrics serves: the registry's metrics, then ours."""
+    families = [*_probe_families(results.rows()), _failures(results), *_analysis_families(analyzer)]
+    return generate_latest(registry) + "".join(family.text() for family in families).encode()

@@ -1,0 +1,125 @@
+"""The hand-written exposition parses, passes promtool, and says what prometheus_client would."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import time
+
+import pytest
+from prometheus_client import CollectorRegistry
+from prometheus_client.parser import text_string_to_metric_families
+
+from monitor.analysis import Analyzer
+from monitor.config import parse_catalog
+from monitor.exposition import _number, metrics_text, probe_text
+from monitor.failures import Failure, Phase
+from monitor.metrics import DaemonMetrics, LatestResults
+from monitor.result import ProbeResult
+
+CATALOG = parse_catalog(
+    "defaults: {interval: 60s, timeout: 5s, resolvers: ['127.0.0.1:1']}\ntargets:\n"
+    + "".join(
+        f"  - {{name: site{i:03d}, url: 'https://s{i}.lab.test/', country: KZ, category: news, "
+        f"asn: {9198 + i % 3}}}\n"
+        for i in range(120)
+    )
+    + "  - {name: kz-dns, dns: {query: 'kz.', type: SOA}, country: KZ, category: cctld_dns}\n"
+    + "controls:\n  - {name: ripe, tcp: 'h:1', country: NL, category: control}\n"
+)
+
+
+def result(name: str, ok: bool) -> ProbeResult:
+    return ProbeResult(
+        name,
+        time.time(),
+        0.042,
+        ok,
+        None if ok else Failure.TLS_RESET,
+        None if ok else Phase.TLS,
+        phases={Phase.RESOLVE: 0.001, Phase.CONNECT: 0.002},
+        http_status=200 if ok else None,
+        cert_expiry=2e9 if ok else None,
+        tls_version='TLS"v1.3\\' if ok else None,
+        dns_answer_count=1,
+    )
+
+
+def rendered() -> str:
+    results = LatestResults()
+    results.set_catalog(CATALOG)
+    analyzer = Analyzer()
+    analyzer.set_catalog(CATALOG)
+    for index, target in enumerate(CATALOG.targets):
+        for _ in range(3):
+            outcome = result(target.name, ok=index % 4 != 0)
+            results.record(outcome)
+            analyzer.record(outcome)
+    analyzer.evaluate()
+    registry = CollectorRegistry()
+    DaemonMetrics(registry)
+    return metrics_text(registry, results, analyzer).decode()
+
+
+def test_every_family_parses_with_the_labels_and_values_expected() -> None:
+    families = {family.name: family for family in text_string_to_metric_families(rendered())}
+    success = {sample.labels["target"]: sample.value for sample in families["probe_success"].samples}
+    assert len(success) == 122 and success["site000"] == 0.0 and success["site001"] == 1.0
+    phases = [
+        sample
+        for sample in families["probe_http_duration_seconds"].samples
+        if sample.labels["target"] == "site001"
+    ]
+    assert {sample.labels["phase"]: sample.value for sample in phases} == {
+        "resolve": 0.001,
+        "connect": 0.002,
+        "tls": 0.0,
+        "processing": 0.0,
+        "transfer": 0.0,
+    }
+    versions = {sample.labels["version"] for sample in families["probe_tls_version_info"].samples}
+    assert versions == {'TLS"v1.3\\'}
+    failures = families["probe_failures"].samples
+    assert {
+        (sample.labels["target"], sample.labels["reason"], sample.value)
+        for sample in failures
+        if sample.labels["target"] == "site000"
+    } == {("site000", "tls_reset", 3.0)}
+    assert families["monitor_outages"].type == "counter"
+    assert {sample.labels["asn"] for sample in families["monitor_target_info"].samples} == {
+        "AS9198",
+        "AS9199",
+        "AS9200",
+        "unknown",
+    }
+
+
+def test_promtool_finds_nothing_to_complain_about() -> None:
+    promtool = shutil.which("promtool")
+    if promtool is None:
+        pytest.skip("promtool is not installed (Debian package prometheus); .ci/run installs it")
+    check = subprocess.run(
+        [promtool, "check", "metrics"], input=rendered(), capture_output=True, text=True, timeout=60
+    )
+    assert check.returncode == 0 and check.stdout + check.stderr == "", check.stdout + check.stderr
+
+
+def test_probe_text_is_only_that_probe() -> None:
+    text = probe_text(CATALOG.by_name["site001"], result("site001", ok=True))
+    names = {family.name for family in text_string_to_metric_families(text)}
+    assert "probe_success" in names and not any(name.startswith("monitor_") for name in names)
+
+
+@pytest.mark.parametrize(
+    ("value", "text"),
+    [
+        (1.0, "1.0"),
+        (0, "0.0"),
+        (float("inf"), "+Inf"),
+        (float("-inf"), "-Inf"),
+        (float("nan"), "NaN"),
+        (1e-05, "1e-05"),
+    ],
+)
+def test_numbers_are_written_as_prometheus_reads_them(value: float, text: str) -> None:
+    assert _number(value) == text
