@@ -10,6 +10,10 @@ __all__ = ["LocatedYAML", "YAMLLoadError", "load_located"]
 
 Path = tuple[str | int, ...]
 
+# libyaml's parser when PyYAML was built with it: a 10,000-target catalog loads in a fraction
+# of the time and memory; the node tree and its line marks are the same.
+_FastLoader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
 
 class YAMLLoadError(Exception):
     def __init__(self, line: int, message: str) -> None:
@@ -36,7 +40,7 @@ class LocatedYAML:
 
 def load_located(text: str) -> LocatedYAML:
     try:
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
+        node = yaml.compose(text, Loader=_FastLoader)
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line = mark.line + 1 if mark else 1
