@@ -58,26 +58,11 @@ def build_query(qname: str, rdtype: int) -> bytes:
     return header + _question(qname, rdtype)
 
 
-def _skip_name(wire: bytes, offset: int) -> int:
-    """The offset after the (possibly compressed) name at `offset`."""
-    while True:
-        if offset >= len(wire):
-            raise MalformedAnswer("name runs past the end")
-        length = wire[offset]
-        if length & 0xC0 == 0xC0:
-            if offset + 2 > len(wire):
-                raise MalformedAnswer("truncated compression pointer")
-            return offset + 2
-        if length & 0xC0:
-            raise MalformedAnswer("unknown label type")
-        if length == 0:
-            return offset + 1
-        offset += 1 + length
-
-
-def _read_name(wire: bytes, offset: int) -> bytes:
-    """The lower-cased name at `offset` as length-prefixed labels, following pointers."""
+def _read_name(wire: bytes, offset: int) -> tuple[bytes, int]:
+    """The lower-cased name at `offset` (length-prefixed labels, pointers followed) and the
+    offset just after it where it stands."""
     labels: list[bytes] = []
+    end: int | None = None
     for _ in range(_MAX_POINTERS):
         while True:
             if offset >= len(wire):
@@ -86,12 +71,13 @@ def _read_name(wire: bytes, offset: int) -> bytes:
             if length & 0xC0 == 0xC0:
                 if offset + 2 > len(wire):
                     raise MalformedAnswer("truncated compression pointer")
+                end = offset + 2 if end is None else end
                 offset = ((length & 0x3F) << 8) | wire[offset + 1]
                 break
             if length & 0xC0:
                 raise MalformedAnswer("unknown label type")
             if length == 0:
-                return b"".join(labels) + b"\0"
+                return b"".join(labels) + b"\0", offset + 1 if end is None else end
             if offset + 1 + length > len(wire):
                 raise MalformedAnswer("label runs past the end")
             labels.append(wire[offset : offset + 1 + length].lower())
@@ -117,18 +103,15 @@ def parse_address_answer(reply: bytes, query: bytes) -> AddressAnswer:
     if questions:
         if questions != 1:
             raise MalformedAnswer("more than one question")
-        end = _skip_name(reply, offset) + 4
+        name, end = _read_name(reply, offset)
+        end += 4
         asked_name, asked_type_class = question[:-4], question[-4:]
-        if (
-            end > len(reply)
-            or reply[end - 4 : end] != asked_type_class
-            or _read_name(reply, offset) != asked_name.lower()
-        ):
+        if end > len(reply) or reply[end - 4 : end] != asked_type_class or name != asked_name.lower():
             raise MalformedAnswer("the answer does not match the question")
         offset = end
     addresses: list[str] = []
     for _ in range(answers):
-        offset = _skip_name(reply, offset)
+        offset = _read_name(reply, offset)[1]
         if offset + _RECORD.size > len(reply):
             raise MalformedAnswer("record header runs past the end")
         kind, klass, _ttl, length = _RECORD.unpack_from(reply, offset)
