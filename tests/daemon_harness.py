@@ -6,6 +6,7 @@ import asyncio
 import os
 import signal
 import socket
+import ssl
 import sys
 import time
 from collections.abc import Awaitable, Callable
@@ -41,6 +42,7 @@ class Daemon:
     port: int
     config: Path
     state: Path
+    tls: ssl.SSLContext | None = None  # the client side, when the daemon serves TLS
 
     @property
     def log(self) -> Path:
@@ -49,10 +51,13 @@ class Daemon:
 
     @property
     def base(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"{'https' if self.tls else 'http'}://127.0.0.1:{self.port}"
 
-    async def get(self, path: str) -> tuple[int, str]:
-        async with aiohttp.ClientSession() as session, session.get(self.base + path) as response:
+    async def get(self, path: str, headers: dict[str, str] | None = None) -> tuple[int, str]:
+        async with (
+            aiohttp.ClientSession() as session,
+            session.get(self.base + path, ssl=self.tls or False, headers=headers) as response,
+        ):
             return response.status, await response.text()
 
     async def post(self, path: str) -> tuple[int, str]:
@@ -91,7 +96,7 @@ class Daemon:
         return elapsed
 
 
-async def start_daemon(config: Path, state: Path, *extra: str) -> Daemon:
+async def start_daemon(config: Path, state: Path, *extra: str, tls: ssl.SSLContext | None = None) -> Daemon:
     port = free_port()
     with open(config.with_suffix(".log"), "wb") as log:  # the child keeps its own copy of the fd
         process = await asyncio.create_subprocess_exec(
@@ -110,7 +115,7 @@ async def start_daemon(config: Path, state: Path, *extra: str) -> Daemon:
             stdout=asyncio.subprocess.DEVNULL,
             stderr=log,
         )
-    daemon = Daemon(process, port, config, state)
+    daemon = Daemon(process, port, config, state, tls)
     await until(lambda: _healthy(daemon), timeout=20, what="the daemon to serve /healthz")
     return daemon
 

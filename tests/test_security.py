@@ -18,7 +18,7 @@ import yaml
 
 from monitor.lab.internet import SimulatedInternet
 from monitor.lab.presets import kazakhstan
-from tests.daemon_harness import Daemon, free_port, start_daemon, until, write_fast_config
+from tests.daemon_harness import Daemon, start_daemon, until, write_fast_config
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
@@ -134,54 +134,36 @@ async def test_tls_and_basic_auth_protect_everything_but_healthz(
             }
         )
     )
-    port = free_port()
-    config = config_with(net, tmp_path / "targets.yaml")
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "monitor",
-        "run",
-        "--config",
-        str(config),
-        "--listen",
-        f"127.0.0.1:{port}",
-        "--web-config",
-        str(web_config),
-        stderr=asyncio.subprocess.DEVNULL,
-    )
     client_context = ssl.create_default_context()
     ca.configure_trust(client_context)
-    base = f"https://127.0.0.1:{port}"
+    daemon = await start_daemon(
+        config_with(net, tmp_path / "targets.yaml"),
+        tmp_path / "journal.sqlite",
+        "--web-config",
+        str(web_config),
+        tls=client_context,
+    )
 
     async def status(path: str, password: str | None = None) -> int:
         headers = {}
         if password is not None:
             headers["Authorization"] = "Basic " + base64.b64encode(f"prometheus:{password}".encode()).decode()
-        async with (
-            aiohttp.ClientSession() as session,
-            session.get(base + path, ssl=client_context, headers=headers) as response,
-        ):
-            return response.status
-
-    async def serving() -> bool:
-        try:
-            return await status("/healthz") == 200
-        except aiohttp.ClientError:
-            return False
+        return (await daemon.get(path, headers))[0]
 
     try:
-        await until(serving, timeout=20, what="the TLS daemon")
         assert await status("/metrics") == 401
         assert await status("/metrics", "wrong password") == 401
         assert await status("/metrics", PASSWORD) == 200
         assert await status("/api/status", PASSWORD) == 200
         assert await status("/probe?target=kazinform") == 401
         with pytest.raises(aiohttp.ClientError):
-            async with aiohttp.ClientSession() as session, session.get(f"http://127.0.0.1:{port}/healthz"):
+            async with (
+                aiohttp.ClientSession() as session,
+                session.get(f"http://127.0.0.1:{daemon.port}/healthz"),
+            ):
                 pass
     finally:
-        process.terminate()
-        await process.wait()
+        await daemon.stop()
 
 
 async def test_a_web_config_with_a_plain_password_is_refused_with_a_clear_error(tmp_path: Path) -> None:
