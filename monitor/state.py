@@ -28,7 +28,6 @@ class TargetState:
     streak_started_at: float | None = None
     changed_at: float | None = None
     last_up_at: float | None = None
-    last_failure: Failure | None = None
     streak_failures: Counter[Failure] = field(default_factory=Counter)
 
     def observe(self, result: ProbeResult) -> bool:
@@ -49,7 +48,6 @@ class TargetState:
             self.streak_failures.clear()
         self.failures_in_a_row += 1
         self.successes_in_a_row = 0
-        self.last_failure = result.failure
         if result.failure is not None:
             self.streak_failures[result.failure] += 1
         if self.health is not Health.DOWN and self.failures_in_a_row >= self.down_after:
