@@ -162,7 +162,7 @@ async def soak(targets: int, interval: str, duration: float, hostile: int, workd
             for server in servers:
                 await server.close()
     log_text = log_path.read_text(errors="replace")
-    first, last = samples[0], samples[-1]
+    first, middle, last = samples[0], samples[len(samples) // 2], samples[-1]
     return {
         "targets": targets + hostile,
         "hostile": hostile,
@@ -175,6 +175,8 @@ async def soak(targets: int, interval: str, duration: float, hostile: int, workd
             key: max(sample.get(key, 0) for sample in samples)
             for key in ("rss_mb", "fds", "monitor_asyncio_tasks", "monitor_probes_in_flight")
         },
+        "middle": {key: middle.get(key) for key in ("rss_mb", "fds", "monitor_asyncio_tasks")},
+        "rss_mb_by_time": [(sample["t"], round(sample["rss_mb"], 1)) for sample in samples],
         "probes": (last.get("monitor_probes_total_success", 0) + last.get("monitor_probes_total_failure", 0)),
         "failed_probes": last.get("monitor_probes_total_failure", 0),
         "deadline_overruns": last.get("monitor_probe_deadline_overruns_total", 0),
@@ -208,14 +210,15 @@ def main() -> int:
         f"soak: {report['targets']} targets ({report['flapping']} flapping, {report['hostile']} hostile), "
         f"interval {report['interval']}, {report['duration_seconds']:.0f} s, {report['probes']:.0f} probes"
     )
-    print(f"{'':18}{'start':>10}{'end':>10}{'max':>10}")
+    print(f"{'':18}{'start':>10}{'middle':>10}{'end':>10}{'max':>10}")
     for key, label in (
         ("rss_mb", "RSS (MB)"),
         ("fds", "open fds"),
         ("monitor_asyncio_tasks", "asyncio tasks"),
     ):
         print(
-            f"{label:18}{report['start'][key]:>10.1f}{report['end'][key]:>10.1f}{report['max'][key]:>10.1f}"
+            f"{label:18}{report['start'][key]:>10.1f}{report['middle'][key]:>10.1f}"
+            f"{report['end'][key]:>10.1f}{report['max'][key]:>10.1f}"
         )
     print(
         f"deadline overruns {report['deadline_overruns']:.0f}, "
