@@ -16,14 +16,14 @@ GOOD = textwrap.dedent("""\
     defaults:
       {interval: 30s, timeout: 10s, resolvers: [system, "127.0.0.1:5353", "[::1]:53"], tls: {ca_file: null}}
     targets:
-      - {name: kazinform, url: "https://www.inform.kz/", country: KZ, category: state_media,
+      - {name: kazinform, url: "https://www.inform.kz.lab.test/", country: KZ, category: state_media,
          http: {body_regex: "Kazinform"}, down_after: 5}
       - {name: kz-registry-dns, dns: {query: "kz.", type: SOA}, country: KZ, category: dns}
       - {name: alaport-tcp, tcp: "alaport.com:443", country: KZ, category: airport, interval: 1m}
       - {name: alaport-tls, tls_connect: "alaport.com:443", country: KZ, category: airport,
          tls: {insecure_skip_verify: true}}
     controls:
-      - {name: ripe, url: "https://www.ripe.net/", country: NL, category: anything}
+      - {name: ripe, url: "https://www.ripe.net.lab.test/", country: NL, category: anything}
 """)
 
 
@@ -36,7 +36,7 @@ def problems(text: str) -> list[str]:
 def test_the_issue_example_loads_with_defaults_applied() -> None:
     catalog = parse_catalog(GOOD)
     kazinform = catalog.by_name["kazinform"]
-    assert (kazinform.kind, kazinform.host, kazinform.port) == ("http", "www.inform.kz", 443)
+    assert (kazinform.kind, kazinform.host, kazinform.port) == ("http", "www.inform.kz.lab.test", 443)
     assert kazinform.resolvers == (SYSTEM, Nameserver("127.0.0.1", 5353), Nameserver("::1", 53))
     assert kazinform.http.body_regex == "Kazinform" and kazinform.http.max_redirects == 5
     assert (kazinform.down_after, kazinform.up_after) == (5, 2)
