@@ -546,40 +546,25 @@ def _ratio(a: float | None, b: float | None) -> float | None:
     return round(a / b, 3) if a is not None and b else None
 
 
+_ROW_FIGURES = (
+    "probes",
+    "succeeded",
+    "cpu_seconds",
+    "cpu_seconds_per_1000",
+    "cpu_seconds_per_1000_net_of_idle",
+    "probes_per_second",
+    "cpu_cores_while_probing",
+)
+
+
+def _row(label: str, kind: str, figures: dict[str, Any]) -> list[Any]:
+    return [label, kind, *(figures[key] for key in _ROW_FIGURES)]
+
+
 def report(result: dict[str, Any]) -> None:
     figures = result["probe_endpoint"]
-    rows = []
-    for name in figures:
-        for kind in (*KINDS, "all"):
-            f = figures[name][kind]
-            rows.append(
-                [
-                    f"{name} /probe",
-                    kind,
-                    f["probes"],
-                    f["succeeded"],
-                    f["cpu_seconds"],
-                    f["cpu_seconds_per_1000"],
-                    f["cpu_seconds_per_1000_net_of_idle"],
-                    f["probes_per_second"],
-                    f["cpu_cores_while_probing"],
-                ]
-            )
-    for kind in (*KINDS, "all"):
-        f = result["ours_scheduled"][kind]
-        rows.append(
-            [
-                "ours scheduled",
-                kind,
-                f["probes"],
-                f["succeeded"],
-                f["cpu_seconds"],
-                f["cpu_seconds_per_1000"],
-                f["cpu_seconds_per_1000_net_of_idle"],
-                f["probes_per_second"],
-                f["cpu_cores_while_probing"],
-            ]
-        )
+    rows = [_row(f"{name} /probe", kind, figures[name][kind]) for name in figures for kind in (*KINDS, "all")]
+    rows += [_row("ours scheduled", kind, result["ours_scheduled"][kind]) for kind in (*KINDS, "all")]
     header = [
         "prober",
         "kind",
