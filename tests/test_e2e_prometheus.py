@@ -395,19 +395,27 @@ async def test_a_country_shutdown_is_one_alert_and_its_end_one_resolution_nothin
         await stack.net.restore_all()
     # Its sites come back with it and resolve while CountryShutdown still fires (its
     # keep_firing_for is longer), so they stay inhibited to the end.
+    await _only_the_alert_came_and_went(stack, mark, "CountryShutdown", "country", "KZ")
+
+
+async def _only_the_alert_came_and_went(
+    stack: Stack, mark: int, alertname: str, label: str, value: str
+) -> None:
+    """Wait for `alertname` to resolve at the webhook, then check that its firing and its resolved
+    notice are all that was delivered about outages since `mark`."""
     seconds = await until(
-        lambda: _delivered(stack, mark, "resolved", alertname="CountryShutdown", country="KZ"),
+        lambda: _delivered(stack, mark, "resolved", alertname=alertname, **{label: value}),
         timeout=60,
-        what="CountryShutdown resolved at the webhook",
+        what=f"{alertname} resolved at the webhook",
     )
-    print(f"CountryShutdown resolved {seconds:.1f}s after the restore")
+    print(f"{alertname} resolved {seconds:.1f}s after the restore")
     await asyncio.sleep(FLUSH_SECONDS)
     sent = [
-        (d.status, d.labels["alertname"], d.labels.get("target"))
+        (d.status, d.labels["alertname"], d.labels.get(label))
         for d in stack.webhook.since(mark)
         if d.labels.get("scope") in OUTAGE_SCOPES
     ]
-    assert sent == [("firing", "CountryShutdown", None), ("resolved", "CountryShutdown", None)], sent
+    assert sent == [("firing", alertname, value), ("resolved", alertname, value)], sent
 
 
 async def _delivered(stack: Stack, mark: int, status: str, **labels: str) -> bool:
@@ -461,19 +469,7 @@ async def test_a_network_outage_is_one_alert_with_its_asn_and_silences_its_own_s
         await stack.net.restore_all()
     # Its sites come back with it, and resolve while NetworkOutage still fires (its
     # keep_firing_for is longer): nothing about them is sent, first or last.
-    seconds = await until(
-        lambda: _delivered(stack, mark, "resolved", alertname="NetworkOutage", asn=asn),
-        timeout=60,
-        what="NetworkOutage resolved at the webhook",
-    )
-    print(f"NetworkOutage resolved {seconds:.1f}s after the restore")
-    await asyncio.sleep(FLUSH_SECONDS)
-    sent = [
-        (d.status, d.labels["alertname"], d.labels.get("asn"))
-        for d in stack.webhook.since(mark)
-        if d.labels.get("scope") in OUTAGE_SCOPES
-    ]
-    assert sent == [("firing", "NetworkOutage", asn), ("resolved", "NetworkOutage", asn)], sent
+    await _only_the_alert_came_and_went(stack, mark, "NetworkOutage", "asn", asn)
 
 
 async def _sites_inhibited_by_the_network(stack: Stack, asn: str) -> bool:
