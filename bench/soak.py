@@ -15,9 +15,7 @@ import argparse
 import asyncio
 import itertools
 import json
-import os
 import signal
-import socket
 import sys
 import time
 from pathlib import Path
@@ -29,6 +27,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench.common import cpu_seconds, fd_count, free_port, rss_mib
 from monitor.lab.hostile import HostileKind, HostileServer
 from monitor.lab.internet import SimulatedInternet
 from monitor.lab.presets import synthetic
@@ -47,22 +46,8 @@ HOSTILE_KINDS = (
 FLAP_EVERY = 3.0
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def _process_sample(pid: int) -> dict[str, float]:
-    status = Path(f"/proc/{pid}/status").read_text()
-    fields = dict(line.split(":", 1) for line in status.splitlines() if ":" in line)
-    stat = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    ticks = os.sysconf("SC_CLK_TCK")
-    return {
-        "rss_mb": int(fields["VmRSS"].split()[0]) / 1024,
-        "fds": len(os.listdir(f"/proc/{pid}/fd")),
-        "cpu_seconds": (int(stat[11]) + int(stat[12])) / ticks,
-    }
+    return {"rss_mb": rss_mib(pid), "fds": fd_count(pid), "cpu_seconds": cpu_seconds(pid)}
 
 
 async def _metrics(session: aiohttp.ClientSession, base: str) -> dict[str, float]:
@@ -124,7 +109,7 @@ async def soak(targets: int, interval: str, duration: float, hostile: int, workd
             if site.host.kind in (HostKind.HTTP, HostKind.HTTPS) and not site.host.is_control
         ]
         flapping = asyncio.create_task(_flap(net, web_sites[::3]))
-        port = _free_port()
+        port = free_port()
         log_path = workdir / "daemon.log"
         with open(log_path, "wb") as log:
             daemon = await asyncio.create_subprocess_exec(
