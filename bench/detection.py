@@ -43,7 +43,7 @@ from bench.common import (
     wait_until,
     write_json,
 )
-from monitor.durations import parse_duration
+from monitor.catalog.durations import parse_duration
 
 NAME = "detection"
 COUNTRY = "KZ"

@@ -53,7 +53,7 @@ from bench.common import (
     verdict,
     write_json,
 )
-from monitor.durations import parse_duration
+from monitor.catalog.durations import parse_duration
 
 NAME = "scale"
 GOALS = {"lag_p99_seconds": 1.0, "cpu_cores": 0.5, "rss_mib": 300.0}

@@ -19,8 +19,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from monitor.config import Catalog, Target, parse_catalog
-from monitor.scheduler import Scheduler, next_slot
+from monitor.catalog.catalog import Catalog, Target, parse_catalog
+from monitor.probing.scheduler import Scheduler, next_slot
 
 
 def _catalog(count: int, interval: int) -> Catalog:

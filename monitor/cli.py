@@ -18,13 +18,13 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from aiohttp import web
 
 from monitor import __version__
-from monitor.config import Catalog, ConfigError, Target, adhoc_target, load_catalog, parse_host_port
-from monitor.durations import format_duration, parse_duration
-from monitor.failures import Phase
-from monitor.journal import Journal, JournalError
-from monitor.result import ProbeResult
-from monitor.sharding import Shard, parse_shard
-from monitor.webconfig import WebConfig, load_web_config
+from monitor.catalog.catalog import Catalog, ConfigError, Target, adhoc_target, load_catalog, parse_host_port
+from monitor.catalog.durations import format_duration, parse_duration
+from monitor.catalog.sharding import Shard, parse_shard
+from monitor.outages.journal import Journal, JournalError
+from monitor.probing.failures import Phase
+from monitor.probing.result import ProbeResult
+from monitor.serving.webconfig import WebConfig, load_web_config
 
 if TYPE_CHECKING:
     from monitor.daemon import Monitor
@@ -148,7 +148,7 @@ async def _serving(
     monitor: Monitor, host: str, port: int, enable_lifecycle: bool, web_config: WebConfig | None = None
 ) -> AsyncIterator[asyncio.Event]:
     """Start probing and serving; yield an event set by SIGTERM or SIGINT; stop cleanly."""
-    from monitor.web import build_app
+    from monitor.serving.web import build_app
 
     await monitor.start()
     app = build_app(monitor, enable_lifecycle=enable_lifecycle, web_config=web_config)
@@ -287,7 +287,7 @@ def _select(catalog: Catalog, wanted: Sequence[str]) -> list[Target]:
 
 
 async def _probe_all(targets: list[Target]) -> list[ProbeResult]:
-    from monitor.pipeline import Prober
+    from monitor.probing.prober import Prober
 
     prober = Prober()
     try:

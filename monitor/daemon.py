@@ -10,20 +10,24 @@ from pathlib import Path
 
 from prometheus_client import (
     CollectorRegistry,
+    Counter,
+    Gauge,
     GCCollector,
+    Histogram,
     PlatformCollector,
     ProcessCollector,
     disable_created_metrics,
 )
 
-from monitor.analysis import Analyzer
-from monitor.config import Catalog, ConfigError, Target, load_catalog
-from monitor.journal import Journal
-from monitor.metrics import DaemonMetrics, LatestResults
-from monitor.pipeline import Prober
-from monitor.result import ProbeResult
-from monitor.scheduler import Scheduler
-from monitor.sharding import Shard
+from monitor import __version__
+from monitor.catalog.catalog import Catalog, ConfigError, Target, load_catalog
+from monitor.catalog.sharding import Shard
+from monitor.outages.analysis import Analyzer
+from monitor.outages.journal import Journal
+from monitor.probing.latest import LatestResults
+from monitor.probing.prober import Prober
+from monitor.probing.result import ProbeResult
+from monitor.probing.scheduler import Scheduler
 
 __all__ = ["Monitor"]
 
@@ -120,3 +124,46 @@ class Monitor:
                 await self._analysis
         await self.analyzer.close()
         await self.prober.close()
+
+
+class DaemonMetrics:
+    """The monitor's own health: probe throughput, schedule lag, config reloads."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.probes = Counter("monitor_probes", "Probes finished", ["result"], registry=registry)
+        self.probe_successes = self.probes.labels("success")
+        self.probe_failures = self.probes.labels("failure")
+        self.in_flight = Gauge("monitor_probes_in_flight", "Probes running now", registry=registry)
+        self.schedule_lag = Histogram(
+            "monitor_schedule_lag_seconds",
+            "How late a probe started against its slot",
+            buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
+            registry=registry,
+        )
+        self.skipped = Counter(
+            "monitor_probes_skipped",
+            "Slots skipped because the target's previous probe was still running",
+            registry=registry,
+        )
+        self.overruns = Counter(
+            "monitor_probe_deadline_overruns",
+            "Probes that ended more than 250ms after their deadline (should stay 0)",
+            registry=registry,
+        )
+        self.tasks = Gauge("monitor_asyncio_tasks", "Tasks alive in the event loop", registry=registry)
+        self.targets = Gauge("monitor_targets", "Targets scheduled by this instance", registry=registry)
+        self.reload_ok = Gauge(
+            "monitor_config_last_reload_successful",
+            "1 if the last load of the configuration worked",
+            registry=registry,
+        )
+        self.reload_time = Gauge(
+            "monitor_config_last_reload_success_timestamp_seconds",
+            "Unix time of the last good configuration load",
+            registry=registry,
+        )
+        build = Gauge("monitor_build_info", "Version of the monitor", ["version"], registry=registry)
+        build.labels(__version__).set(1)
+
+    def observe(self, result: ProbeResult) -> None:
+        (self.probe_successes if result.success else self.probe_failures).inc()

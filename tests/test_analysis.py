@@ -6,14 +6,14 @@ from pathlib import Path
 
 import pytest
 
-from monitor.analysis import Analyzer
-from monitor.config import Catalog, parse_catalog
-from monitor.exposition import analysis_text
-from monitor.failures import Failure, Phase
-from monitor.journal import Journal
-from monitor.outage import Scope
-from monitor.result import ProbeResult
-from monitor.state import Health, TargetState
+from monitor.catalog.catalog import Catalog, parse_catalog
+from monitor.outages.analysis import Analyzer
+from monitor.outages.journal import Journal
+from monitor.outages.outage import Scope
+from monitor.outages.state import Health, TargetState
+from monitor.probing.failures import Failure, Phase
+from monitor.probing.result import ProbeResult
+from monitor.serving.exposition import analysis_text
 
 INTERVAL = 10.0
 # Three networks in KZ with three sites each, one geo-blocked site, and four controls abroad.

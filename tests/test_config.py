@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from monitor.config import SYSTEM, ConfigError, Nameserver, adhoc_target, load_catalog, parse_catalog
-from monitor.durations import format_duration, parse_duration
+from monitor.catalog.catalog import SYSTEM, ConfigError, Nameserver, adhoc_target, load_catalog, parse_catalog
+from monitor.catalog.durations import format_duration, parse_duration
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -18,9 +18,9 @@ from typing import Any
 import pytest
 import yaml
 
-from monitor.analysis import Analyzer
-from monitor.config import load_catalog
-from monitor.durations import parse_duration
+from monitor.catalog.catalog import load_catalog
+from monitor.catalog.durations import parse_duration
+from monitor.outages.analysis import Analyzer
 
 ROOT = Path(__file__).resolve().parents[1]
 DEPLOY = ROOT / "deploy"

@@ -31,7 +31,7 @@ import pytest_asyncio
 import yaml
 from aiohttp import web
 
-from monitor.durations import format_duration, parse_duration
+from monitor.catalog.durations import format_duration, parse_duration
 from monitor.lab.internet import SimulatedInternet
 from monitor.lab.presets import KAZAKHSTAN_STAYS_UP, KCELL, kazakhstan
 from monitor.lab.web import Mode

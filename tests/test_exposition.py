@@ -10,12 +10,13 @@ import pytest
 from prometheus_client import CollectorRegistry
 from prometheus_client.parser import text_string_to_metric_families
 
-from monitor.analysis import Analyzer
-from monitor.config import parse_catalog
-from monitor.exposition import _number, metrics_text, probe_text
-from monitor.failures import Failure, Phase
-from monitor.metrics import DaemonMetrics, LatestResults
-from monitor.result import ProbeResult
+from monitor.catalog.catalog import parse_catalog
+from monitor.daemon import DaemonMetrics
+from monitor.outages.analysis import Analyzer
+from monitor.probing.failures import Failure, Phase
+from monitor.probing.latest import LatestResults
+from monitor.probing.result import ProbeResult
+from monitor.serving.exposition import _number, metrics_text, probe_text
 
 CATALOG = parse_catalog(
     "defaults: {interval: 60s, timeout: 5s, resolvers: ['127.0.0.1:1']}\ntargets:\n"

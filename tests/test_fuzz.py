@@ -16,12 +16,12 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from monitor.asn import parse_cymru_txt
-from monitor.config import ConfigError, Nameserver, parse_catalog
-from monitor.failures import Failure, Phase, ProbeFailure, failure_for_os_error, timeout_failure
-from monitor.probes.dns import query
-from monitor.probes.dnswire import TYPE_A, MalformedAnswer, build_query, parse_address_answer
-from monitor.result import ProbeTrace
+from monitor.catalog.catalog import ConfigError, Nameserver, parse_catalog
+from monitor.outages.asn import parse_cymru_txt
+from monitor.probing.dns import query
+from monitor.probing.dnswire import TYPE_A, MalformedAnswer, build_query, parse_address_answer
+from monitor.probing.failures import Failure, Phase, ProbeFailure, failure_for_os_error, timeout_failure
+from monitor.probing.result import ProbeTrace
 
 KEYS = [
     "defaults",

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from monitor.journal import Journal
-from monitor.outage import Outage, Scope
+from monitor.outages.journal import Journal
+from monitor.outages.outage import Outage, Scope
 
 
 def outage(key: str = "kazinform") -> Outage:

@@ -594,7 +594,7 @@ async def test_targets_yaml(tmp_path: Path) -> None:
                                                         include_asn=False).read_text())
         assert not any("asn" in entry for entry in without["targets"] + without["controls"])
 
-        config = pytest.importorskip("monitor.config")
+        config = pytest.importorskip("monitor.catalog.catalog")
         catalog = config.load_catalog(path)
         assert len(catalog.controls) == 5 and catalog.by_name["kazinform"].asn == 9198
 

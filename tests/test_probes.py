@@ -12,12 +12,12 @@ import pytest
 import pytest_asyncio
 from aiohttp import web
 
-from monitor.config import Target, parse_catalog
+from monitor.catalog.catalog import Target, parse_catalog
 from monitor.lab.certs import LabPKI
 from monitor.lab.dns_server import Behavior, LabDNSServer
 from monitor.lab.hostile import HostileKind, HostileServer
-from monitor.pipeline import Prober
-from monitor.result import ProbeResult
+from monitor.probing.prober import Prober
+from monitor.probing.result import ProbeResult
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 

@@ -11,8 +11,8 @@ from typing import Any
 
 import pytest
 
-from monitor.config import Catalog, Target, parse_catalog
-from monitor.scheduler import Scheduler, next_slot, slot_offset
+from monitor.catalog.catalog import Catalog, Target, parse_catalog
+from monitor.probing.scheduler import Scheduler, next_slot, slot_offset
 
 T0 = 1_700_000_000.0
 

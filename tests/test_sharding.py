@@ -4,8 +4,8 @@ from collections import Counter
 
 import pytest
 
-from monitor.config import parse_catalog
-from monitor.sharding import owner, parse_shard
+from monitor.catalog.catalog import parse_catalog
+from monitor.catalog.sharding import owner, parse_shard
 
 NAMES = [f"site{index:05d}" for index in range(6000)]
 

@@ -1,4 +1,4 @@
-"""The monitor's targets.yaml for a simulated internet (schema of monitor/config.py)."""
+"""The monitor's targets.yaml for a simulated internet (schema of monitor/catalog/schema.py)."""
 
 from __future__ import annotations
 

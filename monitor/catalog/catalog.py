@@ -25,8 +25,8 @@ from pydantic import (
     model_validator,
 )
 
-from monitor.durations import parse_duration
-from monitor.yaml_lines import LocatedYAML, YAMLLoadError, load_located
+from monitor.catalog.durations import parse_duration
+from monitor.catalog.yaml_lines import LocatedYAML, YAMLLoadError, load_located
 
 __all__ = [
     "DEFAULT_BOGON_NETWORKS",

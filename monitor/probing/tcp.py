@@ -6,9 +6,9 @@ import asyncio
 import contextlib
 import socket
 
-from monitor.config import Target
-from monitor.failures import Phase, ProbeFailure, failure_for_os_error
-from monitor.result import ProbeTrace
+from monitor.catalog.catalog import Target
+from monitor.probing.failures import Phase, ProbeFailure, failure_for_os_error
+from monitor.probing.result import ProbeTrace
 
 __all__ = ["connect", "probe_tcp"]
 

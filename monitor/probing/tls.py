@@ -10,10 +10,10 @@ import ssl
 
 from cryptography import x509
 
-from monitor.config import Target, TLSOptions
-from monitor.failures import Failure, Phase, ProbeFailure, failure_for_os_error
-from monitor.probes.tcp import connect
-from monitor.result import ProbeTrace
+from monitor.catalog.catalog import Target, TLSOptions
+from monitor.probing.failures import Failure, Phase, ProbeFailure, failure_for_os_error
+from monitor.probing.result import ProbeTrace
+from monitor.probing.tcp import connect
 
 __all__ = ["classify_tls_error", "client_context", "handshake", "probe_tls", "record_peer"]
 

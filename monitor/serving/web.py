@@ -6,28 +6,45 @@ import asyncio
 import dataclasses
 import json
 import time
-from typing import Any
+from typing import Any, Protocol
 
 from aiohttp import web
-from prometheus_client import CONTENT_TYPE_LATEST
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry
 
 from monitor import __version__
-from monitor.config import adhoc_target
-from monitor.daemon import Monitor
-from monitor.durations import parse_duration
-from monitor.exposition import metrics_text, probe_text
-from monitor.journal import Journal, JournalError
-from monitor.result import ProbeResult
-from monitor.webconfig import WebConfig
+from monitor.catalog.catalog import Catalog, adhoc_target
+from monitor.catalog.durations import parse_duration
+from monitor.outages.analysis import Analyzer
+from monitor.outages.journal import Journal, JournalError
+from monitor.probing.latest import LatestResults
+from monitor.probing.prober import Prober
+from monitor.probing.result import ProbeResult
+from monitor.serving.exposition import metrics_text, probe_text
+from monitor.serving.webconfig import WebConfig
 
 __all__ = ["build_app"]
 
 _SCRAPE_TIMEOUT_MARGIN = 0.5
-MONITOR_KEY = web.AppKey("monitor", Monitor)
+
+
+class Served(Protocol):
+    """What the endpoints read of the running monitor (monitor.daemon.Monitor is one)."""
+
+    registry: CollectorRegistry
+    results: LatestResults
+    analyzer: Analyzer
+    prober: Prober
+    catalog: Catalog | None
+    started_at: float
+
+    def reload(self) -> bool: ...
+
+
+MONITOR_KEY = web.AppKey("monitor", Served)
 
 
 def build_app(
-    monitor: Monitor, *, enable_lifecycle: bool = False, web_config: WebConfig | None = None
+    monitor: Served, *, enable_lifecycle: bool = False, web_config: WebConfig | None = None
 ) -> web.Application:
     middleware = web_config.auth_middleware() if web_config else None
     app = web.Application(middlewares=[middleware] if middleware else [])

@@ -6,13 +6,13 @@ import asyncio
 import logging
 import time
 
-from monitor.config import Target
-from monitor.failures import ProbeFailure, timeout_failure, unexpected_failure
-from monitor.probes.dns import probe_dns, resolve_host
-from monitor.probes.http import HTTPClient, probe_http
-from monitor.probes.tcp import probe_tcp
-from monitor.probes.tls import probe_tls
-from monitor.result import ProbeResult, ProbeTrace
+from monitor.catalog.catalog import Target
+from monitor.probing.dns import probe_dns, resolve_host
+from monitor.probing.failures import ProbeFailure, timeout_failure, unexpected_failure
+from monitor.probing.http import HTTPClient, probe_http
+from monitor.probing.result import ProbeResult, ProbeTrace
+from monitor.probing.tcp import probe_tcp
+from monitor.probing.tls import probe_tls
 
 __all__ = ["Prober"]
 

@@ -6,8 +6,8 @@ from collections import Counter
 from dataclasses import dataclass, field
 from enum import StrEnum
 
-from monitor.failures import Failure
-from monitor.result import ProbeResult
+from monitor.probing.failures import Failure
+from monitor.probing.result import ProbeResult
 
 __all__ = ["Health", "TargetState"]
 

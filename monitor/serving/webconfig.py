@@ -26,8 +26,8 @@ from aiohttp import web
 from aiohttp.typedefs import Middleware
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from monitor.config import ConfigError, ConfigProblem
-from monitor.yaml_lines import YAMLLoadError, load_located
+from monitor.catalog.catalog import ConfigError, ConfigProblem
+from monitor.catalog.yaml_lines import YAMLLoadError, load_located
 
 __all__ = ["WebConfig", "load_web_config"]
 

@@ -18,9 +18,8 @@ import dns.rcode
 import dns.rdatatype
 import dns.resolver
 
-from monitor.config import SYSTEM, DNSQuery, Nameserver, Resolver, Target
-from monitor.failures import Failure, Phase, ProbeFailure
-from monitor.probes.dnswire import (
+from monitor.catalog.catalog import SYSTEM, DNSQuery, Nameserver, Resolver, Target
+from monitor.probing.dnswire import (
     TYPE_A,
     TYPE_AAAA,
     AddressAnswer,
@@ -28,7 +27,8 @@ from monitor.probes.dnswire import (
     build_query,
     parse_address_answer,
 )
-from monitor.result import ProbeTrace
+from monitor.probing.failures import Failure, Phase, ProbeFailure
+from monitor.probing.result import ProbeTrace
 
 __all__ = ["is_bogon", "probe_dns", "query", "resolve_host"]
 

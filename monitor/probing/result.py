@@ -6,7 +6,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from monitor.failures import Failure, Phase, ProbeFailure
+from monitor.probing.failures import Failure, Phase, ProbeFailure
 
 __all__ = ["ProbeResult", "ProbeTrace"]
 

@@ -9,10 +9,10 @@ import time
 
 import dns.rdatatype
 
-from monitor.config import ASNLookup, Resolver
-from monitor.failures import ProbeFailure
-from monitor.probes.dns import query
-from monitor.result import ProbeTrace
+from monitor.catalog.catalog import ASNLookup, Resolver
+from monitor.probing.dns import query
+from monitor.probing.failures import ProbeFailure
+from monitor.probing.result import ProbeTrace
 
 __all__ = ["ASNResolver", "cymru_name", "parse_cymru_txt"]
 

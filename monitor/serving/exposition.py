@@ -16,13 +16,13 @@ from collections.abc import Iterable
 
 from prometheus_client import CollectorRegistry, generate_latest
 
-from monitor.analysis import COUNTRY_STATES, Analyzer
-from monitor.config import Target
-from monitor.failures import Phase
-from monitor.metrics import LatestResults
-from monitor.outage import Scope
-from monitor.result import ProbeResult
-from monitor.state import Health
+from monitor.catalog.catalog import Target
+from monitor.outages.analysis import COUNTRY_STATES, Analyzer
+from monitor.outages.outage import Scope
+from monitor.outages.state import Health
+from monitor.probing.failures import Phase
+from monitor.probing.latest import LatestResults
+from monitor.probing.result import ProbeResult
 
 __all__ = ["metrics_text", "probe_text"]
 

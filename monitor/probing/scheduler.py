@@ -16,7 +16,7 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
-from monitor.config import Catalog, Target
+from monitor.catalog.catalog import Catalog, Target
 
 __all__ = ["LoopTimer", "Scheduler", "Timer", "next_slot", "slot_offset"]
 

@@ -28,12 +28,12 @@ from collections import Counter, defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from monitor.asn import ASNResolver
-from monitor.config import AnalysisOptions, Catalog, Target
-from monitor.journal import Journal
-from monitor.outage import Outage, Scope
-from monitor.result import ProbeResult
-from monitor.state import Health, TargetState
+from monitor.catalog.catalog import AnalysisOptions, Catalog, Target
+from monitor.outages.asn import ASNResolver
+from monitor.outages.journal import Journal
+from monitor.outages.outage import Outage, Scope
+from monitor.outages.state import Health, TargetState
+from monitor.probing.result import ProbeResult
 
 __all__ = ["Analyzer", "CountryState"]
 

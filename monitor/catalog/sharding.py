@@ -11,7 +11,7 @@ import dataclasses
 import hashlib
 import re
 
-from monitor.config import Catalog
+from monitor.catalog.catalog import Catalog
 
 __all__ = ["Shard", "owner", "parse_shard"]
 

@@ -14,7 +14,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from monitor.outage import Outage, Scope
+from monitor.outages.outage import Outage, Scope
 
 __all__ = ["Journal", "JournalError"]
 

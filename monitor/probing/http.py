@@ -15,12 +15,12 @@ from aiohttp.abc import AbstractResolver, ResolveResult
 from aiohttp.http_exceptions import LineTooLong
 
 from monitor import __version__
-from monitor.config import Target
-from monitor.failures import Failure, Phase, ProbeFailure, failure_for_os_error
-from monitor.probes.dns import resolve_host
-from monitor.probes.tcp import connect
-from monitor.probes.tls import classify_tls_error, client_context, record_peer
-from monitor.result import ProbeTrace
+from monitor.catalog.catalog import Target
+from monitor.probing.dns import resolve_host
+from monitor.probing.failures import Failure, Phase, ProbeFailure, failure_for_os_error
+from monitor.probing.result import ProbeTrace
+from monitor.probing.tcp import connect
+from monitor.probing.tls import classify_tls_error, client_context, record_peer
 
 __all__ = ["HTTPClient", "probe_http"]
 

@@ -1,0 +1,1 @@
+"""The HTTP face: the text exposition, the endpoints, TLS and basic auth."""
