@@ -18,8 +18,10 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from aiohttp import web
 
 from monitor import __version__
-from monitor.catalog.catalog import Catalog, ConfigError, Target, adhoc_target, load_catalog, parse_host_port
+from monitor.catalog.catalog import Catalog, Target, adhoc_target, load_catalog
 from monitor.catalog.durations import format_duration, parse_duration
+from monitor.catalog.problems import ConfigError
+from monitor.catalog.schema import parse_host_port
 from monitor.catalog.sharding import Shard, parse_shard
 from monitor.outages.journal import Journal, JournalError
 from monitor.probing.failures import Phase

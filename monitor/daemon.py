@@ -20,7 +20,8 @@ from prometheus_client import (
 )
 
 from monitor import __version__
-from monitor.catalog.catalog import Catalog, ConfigError, Target, load_catalog
+from monitor.catalog.catalog import Catalog, Target, load_catalog
+from monitor.catalog.problems import ConfigError
 from monitor.catalog.sharding import Shard
 from monitor.outages.analysis import Analyzer
 from monitor.outages.journal import Journal

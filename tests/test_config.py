@@ -7,8 +7,17 @@ from pathlib import Path
 
 import pytest
 
-from monitor.catalog.catalog import SYSTEM, ConfigError, Nameserver, adhoc_target, load_catalog, parse_catalog
+from monitor.catalog.catalog import (
+    DNSSpec,
+    HTTPSpec,
+    TLSConnectSpec,
+    adhoc_target,
+    load_catalog,
+    parse_catalog,
+)
 from monitor.catalog.durations import format_duration, parse_duration
+from monitor.catalog.problems import ConfigError
+from monitor.catalog.schema import SYSTEM, Nameserver
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -36,13 +45,14 @@ def problems(text: str) -> list[str]:
 def test_the_issue_example_loads_with_defaults_applied() -> None:
     catalog = parse_catalog(GOOD)
     kazinform = catalog.by_name["kazinform"]
-    assert (kazinform.kind, kazinform.host, kazinform.port) == ("http", "www.inform.kz.lab.test", 443)
+    spec = kazinform.spec_as(HTTPSpec)
+    assert (kazinform.kind, spec.host, spec.port) == ("http", "www.inform.kz.lab.test", 443)
     assert kazinform.resolvers == (SYSTEM, Nameserver("127.0.0.1", 5353), Nameserver("::1", 53))
-    assert kazinform.http.body_regex == "Kazinform" and kazinform.http.max_redirects == 5
+    assert spec.http.body_regex == "Kazinform" and spec.http.max_redirects == 5
     assert (kazinform.down_after, kazinform.up_after) == (5, 2)
     assert catalog.by_name["alaport-tcp"].interval == 60.0
-    assert catalog.by_name["alaport-tls"].tls.insecure_skip_verify is True
-    assert catalog.by_name["kz-registry-dns"].dns.type == "SOA"
+    assert catalog.by_name["alaport-tls"].spec_as(TLSConnectSpec).tls.insecure_skip_verify is True
+    assert catalog.by_name["kz-registry-dns"].spec_as(DNSSpec).query.type == "SOA"
     assert catalog.by_name["ripe"].is_control and catalog.by_name["ripe"].category == "control"
 
 
@@ -93,6 +103,33 @@ def test_a_target_needs_exactly_one_kind() -> None:
     assert found[1].startswith("targets.yaml:3:") and "(has none)" in found[1]
 
 
+def test_options_of_another_kind_are_located_errors_not_ignored() -> None:
+    found = problems("""\
+        targets:
+          - {name: a, tcp: "h:1", country: KZ, category: x}
+          - name: b
+            tcp: "h:1"
+            country: KZ
+            category: x
+            http: {max_redirects: 1}
+          - {name: c, dns: {query: "kz."}, country: KZ, category: x, tls: {insecure_skip_verify: true}}
+          - {name: d, url: "http://h/", country: KZ, category: x, colour: red}
+        """)
+    assert found == [
+        "targets.yaml:7: targets[1].http: not valid for a tcp target",
+        "targets.yaml:8: targets[2].tls: not valid for a dns target",
+        "targets.yaml:9: targets[3].colour: unknown field",
+    ]
+
+
+def test_a_control_needs_neither_country_nor_category_but_a_target_does() -> None:
+    catalog = parse_catalog("controls:\n  - {name: ripe, tcp: 'h:1'}\n")
+    control = catalog.by_name["ripe"]
+    assert (control.category, control.country, control.is_control) == ("control", "ZZ", True)
+    found = problems("targets:\n  - {name: a, tcp: 'h:1', country: KZ}\n")
+    assert found == ["targets.yaml:2: targets[0].category: required field is missing"]
+
+
 def test_timeout_longer_than_interval_is_rejected() -> None:
     found = problems("""\
         targets:
@@ -131,7 +168,12 @@ def test_an_unreadable_file_is_a_config_error(tmp_path: Path) -> None:
 def test_adhoc_url_gets_the_catalog_defaults() -> None:
     catalog = parse_catalog(GOOD)
     target = adhoc_target(catalog, "http://example.test:8080/x")
-    assert (target.name, target.port, target.timeout, target.kind) == ("example.test", 8080, 10.0, "http")
+    assert (target.name, target.spec_as(HTTPSpec).port, target.timeout, target.kind) == (
+        "example.test",
+        8080,
+        10.0,
+        "http",
+    )
     with pytest.raises(ValueError, match="is not an http"):
         adhoc_target(catalog, "gopher://x")
 

@@ -16,11 +16,20 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from monitor.catalog.catalog import ConfigError, Nameserver, parse_catalog
+from monitor.catalog.catalog import parse_catalog
+from monitor.catalog.problems import ConfigError
+from monitor.catalog.schema import Nameserver
 from monitor.outages.asn import parse_cymru_txt
 from monitor.probing.dns import query
 from monitor.probing.dnswire import TYPE_A, MalformedAnswer, build_query, parse_address_answer
-from monitor.probing.failures import Failure, Phase, ProbeFailure, failure_for_os_error, timeout_failure
+from monitor.probing.failures import (
+    Failure,
+    Phase,
+    ProbeFailure,
+    classify,
+    timeout_failure,
+    unexpected_failure,
+)
 from monitor.probing.result import ProbeTrace
 
 KEYS = [
@@ -128,9 +137,12 @@ EXCEPTIONS = st.one_of(
 
 @given(EXCEPTIONS, st.sampled_from(list(Phase)))
 def test_every_exception_in_every_phase_maps_to_one_failure_string(exc: BaseException, phase: Phase) -> None:
-    failure = failure_for_os_error(exc, phase)
+    classified = classify(exc, phase)
+    failure = classified.failure if classified is not None else unexpected_failure(phase)
     assert isinstance(failure, Failure)
     assert isinstance(timeout_failure(phase), Failure)
+    if isinstance(exc, OSError | EOFError) and phase is not Phase.RESOLVE:
+        assert classified is not None, "an OS-level error is always known to the classifiers"
 
 
 @given(st.text(max_size=200))

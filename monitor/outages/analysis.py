@@ -28,7 +28,8 @@ from collections import Counter, defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from monitor.catalog.catalog import AnalysisOptions, Catalog, Target
+from monitor.catalog.catalog import Catalog, Target
+from monitor.catalog.schema import AnalysisOptions
 from monitor.outages.asn import ASNResolver
 from monitor.outages.journal import Journal
 from monitor.outages.outage import Outage, Scope

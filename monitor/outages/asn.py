@@ -9,7 +9,7 @@ import time
 
 import dns.rdatatype
 
-from monitor.catalog.catalog import ASNLookup, Resolver
+from monitor.catalog.schema import ASNLookup, Resolver
 from monitor.probing.dns import query
 from monitor.probing.failures import ProbeFailure
 from monitor.probing.result import ProbeTrace

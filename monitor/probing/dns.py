@@ -18,25 +18,20 @@ import dns.rcode
 import dns.rdatatype
 import dns.resolver
 
-from monitor.catalog.catalog import SYSTEM, DNSQuery, Nameserver, Resolver, Target
+from monitor.catalog.catalog import DNSSpec, Target
+from monitor.catalog.schema import Nameserver, Resolver
+from monitor.probing.context import ProbeContext
 from monitor.probing.dnswire import (
     TYPE_A,
     TYPE_AAAA,
     AddressAnswer,
-    MalformedAnswer,
     build_query,
     parse_address_answer,
 )
-from monitor.probing.failures import Failure, Phase, ProbeFailure
+from monitor.probing.failures import Failure, Phase, ProbeFailure, classify_resolver_error, failure_for_rcode
 from monitor.probing.result import ProbeTrace
 
-__all__ = ["is_bogon", "probe_dns", "query", "resolve_host"]
-
-_RCODE_FAILURES: dict[int, Failure] = {
-    dns.rcode.NXDOMAIN: Failure.DNS_NXDOMAIN,
-    dns.rcode.SERVFAIL: Failure.DNS_SERVFAIL,
-    dns.rcode.REFUSED: Failure.DNS_REFUSED,
-}
+__all__ = ["addresses_of", "is_bogon", "probe_dns", "query", "resolve_host"]
 _MIN_ATTEMPT_SECONDS = 0.05
 _DEFINITIVE = frozenset({dns.rcode.NOERROR, dns.rcode.NXDOMAIN})
 _Answer = TypeVar("_Answer")
@@ -55,7 +50,7 @@ def _system_nameservers() -> tuple[Nameserver, ...]:
 def _nameservers(resolvers: tuple[Resolver, ...]) -> list[Nameserver]:
     servers: list[Nameserver] = []
     for resolver in resolvers:
-        servers.extend(_system_nameservers() if resolver == SYSTEM else [resolver])  # type: ignore[list-item]
+        servers.extend([resolver] if isinstance(resolver, Nameserver) else _system_nameservers())
     return servers
 
 
@@ -80,15 +75,19 @@ async def _first_answer(
         if budget < _MIN_ATTEMPT_SECONDS:
             break
         try:
-            answer = await ask(server, budget)
-        except ProbeFailure as exc:
-            failure = exc
+            async with asyncio.timeout(budget):
+                answer = await ask(server, budget)
+        except Exception as exc:
+            classified = classify_resolver_error(exc, str(server))
+            if classified is None:
+                raise
+            failure = classified
             continue
         rcode = rcode_of(answer)
         if rcode in accepted_rcodes:
             return answer
         failure = ProbeFailure(
-            _RCODE_FAILURES.get(rcode, Failure.DNS_ERROR),
+            failure_for_rcode(rcode),
             Phase.RESOLVE,
             f"{server} answered {dns.rcode.to_text(dns.rcode.Rcode(rcode))}",
         )
@@ -121,19 +120,7 @@ async def _lookup_addresses(
         type_name = dns.rdatatype.to_text(dns.rdatatype.RdataType(rdtype))
         trace.note(f"query {qname.rstrip('.')}. {type_name} at {server}")
         wire = build_query(qname, rdtype)
-        try:
-            async with asyncio.timeout(budget):
-                answer = parse_address_answer(await _udp_exchange(wire, server), wire)
-        except TimeoutError:
-            raise ProbeFailure(
-                Failure.DNS_TIMEOUT, Phase.RESOLVE, f"{server} did not answer in time"
-            ) from None
-        except MalformedAnswer as exc:
-            raise ProbeFailure(
-                Failure.DNS_ERROR, Phase.RESOLVE, f"{server}: malformed answer: {exc}"
-            ) from None
-        except OSError as exc:
-            raise _os_failure(server, exc) from None
+        answer = parse_address_answer(await _udp_exchange(wire, server), wire)
         if not answer.truncated:
             return answer
         trace.note("truncated answer, retrying over TCP")
@@ -151,30 +138,16 @@ async def _lookup_addresses(
 async def _ask(
     request: dns.message.Message, server: Nameserver, timeout: float, trace: ProbeTrace, tcp: bool = False
 ) -> dns.message.Message:
-    if not tcp:
-        question = request.question[0]
-        trace.note(f"query {question.name} {dns.rdatatype.to_text(question.rdtype)} at {server}")
-    try:
-        async with asyncio.timeout(timeout):
-            if tcp:
-                return await dns.asyncquery.tcp(request, server.host, timeout=timeout, port=server.port)
-            response = _parse(request, await _udp_exchange(request.to_wire(), server))
-            if response.flags & dns.flags.TC:
-                trace.note("truncated answer, retrying over TCP")
-                response = await dns.asyncquery.tcp(request, server.host, timeout=timeout, port=server.port)
-    except (TimeoutError, dns.exception.Timeout):
-        raise ProbeFailure(Failure.DNS_TIMEOUT, Phase.RESOLVE, f"{server} did not answer in time") from None
-    except (dns.exception.DNSException, ValueError, EOFError) as exc:
-        raise ProbeFailure(Failure.DNS_ERROR, Phase.RESOLVE, f"{server}: malformed answer: {exc}") from None
-    except OSError as exc:
-        raise _os_failure(server, exc) from None
+    """One exchange with one resolver; errors are classified by the caller's resolver loop."""
+    if tcp:
+        return await dns.asyncquery.tcp(request, server.host, timeout=timeout, port=server.port)
+    question = request.question[0]
+    trace.note(f"query {question.name} {dns.rdatatype.to_text(question.rdtype)} at {server}")
+    response = _parse(request, await _udp_exchange(request.to_wire(), server))
+    if response.flags & dns.flags.TC:
+        trace.note("truncated answer, retrying over TCP")
+        response = await dns.asyncquery.tcp(request, server.host, timeout=timeout, port=server.port)
     return response
-
-
-def _os_failure(server: Nameserver, exc: OSError) -> ProbeFailure:
-    if isinstance(exc, ConnectionRefusedError):  # ICMP port unreachable: nobody serves DNS there
-        return ProbeFailure(Failure.DNS_TIMEOUT, Phase.RESOLVE, f"{server} refused the query")
-    return ProbeFailure(Failure.DNS_ERROR, Phase.RESOLVE, f"{server}: {exc}")
 
 
 async def _udp_exchange(wire: bytes, server: Nameserver) -> bytes:
@@ -250,9 +223,21 @@ async def resolve_host(host: str, target: Target, deadline: float, trace: ProbeT
     return tuple(addresses)
 
 
-async def probe_dns(target: Target, deadline: float, trace: ProbeTrace) -> None:
+async def addresses_of(host: str, target: Target, context: ProbeContext) -> tuple[str, ...]:
+    """`host` resolved once per probe; the first host resolved is the probe's `addresses`."""
+    addresses = context.resolved.get(host)
+    if addresses is None:
+        context.trace.enter(Phase.RESOLVE)
+        addresses = await resolve_host(host, target, context.deadline, context.trace)
+        context.resolved[host] = addresses
+        context.trace.addresses = context.trace.addresses or addresses
+    return addresses
+
+
+async def probe_dns(target: Target, context: ProbeContext) -> None:
     """A `dns:` target: the query must come back with an accepted rcode and a non-empty answer."""
-    spec: DNSQuery = target.dns  # type: ignore[assignment]
+    spec = target.spec_as(DNSSpec).query
+    deadline, trace = context.deadline, context.trace
     rdtype = dns.rdatatype.from_text(spec.type)
     accepted = frozenset(dns.rcode.from_text(rcode) for rcode in spec.valid_rcodes)
     response = await query(spec.query, rdtype, target.resolvers, deadline, trace, accepted)

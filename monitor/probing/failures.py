@@ -1,17 +1,41 @@
-"""The failure taxonomy: one closed set of strings, and the one place exceptions map onto it."""
+"""The failure taxonomy: one closed set of strings, and the one place exceptions map onto it.
+
+As in OONI's netxlite (classify.go), each layer has its own classifier that tries the cases
+only it knows and falls back to `classify_os_error`; the probes themselves only raise or let
+exceptions through, and the prober asks `classify` with the phase that was running:
+
+    classify(exc, phase)
+      resolve           -> (the DNS layer asks classify_resolver_error for each resolver it tries)
+      connect           -> classify_os_error
+      tls               -> classify_tls_error        (ssl, then OS errors)
+      processing/transfer -> classify_http_error     (aiohttp, then OS errors)
+
+aiohttp re-raises an OS error as `ClientOSError(*args)`; the classifiers look at its cause.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import errno
 import ssl
+from collections.abc import Callable
 from enum import StrEnum
+
+import aiohttp
+import dns.exception
+import dns.rcode
+from aiohttp.http_exceptions import LineTooLong
 
 __all__ = [
     "Failure",
     "Phase",
     "ProbeFailure",
-    "failure_for_os_error",
+    "classify",
+    "classify_http_error",
+    "classify_os_error",
+    "classify_resolver_error",
+    "classify_tls_error",
+    "failure_for_rcode",
     "timeout_failure",
     "unexpected_failure",
 ]
@@ -89,17 +113,52 @@ _UNREACHABLE_ERRNOS = {
 }
 _RESET_ERRNOS = {errno.ECONNRESET, errno.EPIPE, errno.ECONNABORTED}
 
+_UNEXPECTED_BY_PHASE = {
+    Phase.RESOLVE: Failure.DNS_ERROR,
+    Phase.CONNECT: Failure.TCP_UNREACHABLE,
+    Phase.TLS: Failure.TLS_ERROR,
+    Phase.PROCESSING: Failure.HTTP_PROTOCOL_ERROR,
+    Phase.TRANSFER: Failure.HTTP_PROTOCOL_ERROR,
+}
+
+_RCODE_FAILURES: dict[int, Failure] = {
+    dns.rcode.NXDOMAIN: Failure.DNS_NXDOMAIN,
+    dns.rcode.SERVFAIL: Failure.DNS_SERVFAIL,
+    dns.rcode.REFUSED: Failure.DNS_REFUSED,
+}
+
 
 def timeout_failure(phase: Phase) -> Failure:
     return _TIMEOUT_BY_PHASE[phase]
 
 
-def failure_for_os_error(exc: BaseException, phase: Phase) -> Failure:
-    """Map a socket-level or TLS exception raised during `phase` to a failure string."""
-    if isinstance(exc, ssl.SSLCertVerificationError):
+def unexpected_failure(phase: Phase) -> Failure:
+    """The failure for an exception no classifier knows: still one string, never a crash."""
+    return _UNEXPECTED_BY_PHASE[phase]
+
+
+def failure_for_rcode(rcode: int) -> Failure:
+    """A DNS answer whose rcode was not accepted (FORMERR, NOTIMP and the rest are dns_error)."""
+    return _RCODE_FAILURES.get(rcode, Failure.DNS_ERROR)
+
+
+def _unwrapped(exc: BaseException) -> BaseException:
+    if isinstance(exc, aiohttp.ClientOSError) and exc.__cause__ is not None:
+        return exc.__cause__
+    return exc
+
+
+def classify_os_error(exc: BaseException, phase: Phase) -> Failure | None:
+    """The generic classifier: a socket-level or TLS error raised during `phase`.
+
+    None for anything that is not an OS-level error (a bug, or an error of a library)."""
+    exc = _unwrapped(exc)
+    if isinstance(exc, ssl.SSLCertVerificationError):  # Test case: HostileKind.EXPIRED_CERT
         return Failure.TLS_CERT_INVALID
     if isinstance(exc, (TimeoutError, asyncio.TimeoutError)):
         return timeout_failure(phase)
+    if not isinstance(exc, (OSError, EOFError)):
+        return None
     if isinstance(exc, ConnectionRefusedError):
         return Failure.TCP_REFUSED
     if isinstance(exc, (ConnectionResetError, BrokenPipeError, ConnectionAbortedError)) or (
@@ -118,15 +177,81 @@ def failure_for_os_error(exc: BaseException, phase: Phase) -> Failure:
     return Failure.TCP_UNREACHABLE
 
 
-_UNEXPECTED_BY_PHASE = {
-    Phase.RESOLVE: Failure.DNS_ERROR,
-    Phase.CONNECT: Failure.TCP_UNREACHABLE,
-    Phase.TLS: Failure.TLS_ERROR,
-    Phase.PROCESSING: Failure.HTTP_PROTOCOL_ERROR,
-    Phase.TRANSFER: Failure.HTTP_PROTOCOL_ERROR,
+def classify_resolver_error(exc: BaseException, server: str) -> ProbeFailure | None:
+    """One attempt at one resolver (`server`, for the detail) that raised `exc`."""
+    if isinstance(exc, ProbeFailure):
+        return exc
+    if isinstance(exc, (TimeoutError, dns.exception.Timeout)):
+        return ProbeFailure(Failure.DNS_TIMEOUT, Phase.RESOLVE, f"{server} did not answer in time")
+    if isinstance(exc, (dns.exception.DNSException, ValueError, EOFError)):  # ValueError: our codec
+        return ProbeFailure(Failure.DNS_ERROR, Phase.RESOLVE, f"{server}: malformed answer: {exc}")
+    if isinstance(exc, ConnectionRefusedError):  # ICMP port unreachable: nobody serves DNS there
+        return ProbeFailure(Failure.DNS_TIMEOUT, Phase.RESOLVE, f"{server} refused the query")
+    if isinstance(exc, OSError):
+        return ProbeFailure(Failure.DNS_ERROR, Phase.RESOLVE, f"{server}: {exc}")
+    return None
+
+
+def classify_tls_error(exc: BaseException) -> ProbeFailure | None:
+    """A failed handshake. A close without alert (EOF) is what SNI filtering looks like."""
+    exc = _unwrapped(exc)
+    if isinstance(exc, ssl.SSLEOFError | ssl.SSLZeroReturnError | EOFError):
+        return ProbeFailure(Failure.TLS_RESET, Phase.TLS, f"connection closed during handshake: {exc}")
+    failure = classify_os_error(exc, Phase.TLS)
+    return None if failure is None else ProbeFailure(failure, Phase.TLS, str(exc))
+
+
+def classify_http_error(exc: BaseException, phase: Phase) -> ProbeFailure | None:
+    """An error while waiting for or reading a response (aiohttp's, or the socket's)."""
+    if phase not in (Phase.PROCESSING, Phase.TRANSFER):
+        phase = Phase.PROCESSING
+    if isinstance(exc, aiohttp.ClientResponseError) and (
+        _caused_by(exc, LineTooLong) or "Too many headers" in str(exc)
+    ):
+        return ProbeFailure(Failure.HTTP_TOO_LARGE, phase, f"response headers too large: {exc.message}")
+    if isinstance(exc, aiohttp.ServerDisconnectedError | aiohttp.ClientPayloadError):
+        return ProbeFailure(Failure.HTTP_RESET, phase, f"connection closed mid-response: {exc}")
+    failure = classify_os_error(exc, phase)
+    if failure is not None:
+        return ProbeFailure(failure, phase, str(exc))
+    if isinstance(exc, aiohttp.ClientError):
+        return ProbeFailure(Failure.HTTP_PROTOCOL_ERROR, phase, str(exc))
+    return None
+
+
+def _caused_by(exc: BaseException, kind: type[BaseException]) -> bool:
+    """aiohttp wraps parser errors twice; look down the whole chain."""
+    seen: BaseException | None = exc
+    for _ in range(5):
+        if seen is None:
+            return False
+        if isinstance(seen, kind):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
+
+
+def _classify_connect_error(exc: BaseException) -> ProbeFailure | None:
+    failure = classify_os_error(exc, Phase.CONNECT)
+    return None if failure is None else ProbeFailure(failure, Phase.CONNECT, str(_unwrapped(exc)))
+
+
+_BY_PHASE: dict[Phase, Callable[[BaseException], ProbeFailure | None]] = {
+    Phase.RESOLVE: lambda exc: None,  # the DNS layer classifies each resolver's answer itself
+    Phase.CONNECT: _classify_connect_error,
+    Phase.TLS: classify_tls_error,
+    Phase.PROCESSING: lambda exc: classify_http_error(exc, Phase.PROCESSING),
+    Phase.TRANSFER: lambda exc: classify_http_error(exc, Phase.TRANSFER),
 }
 
 
-def unexpected_failure(phase: Phase) -> Failure:
-    """The failure for an exception no layer anticipated: still one string, never a crash."""
-    return _UNEXPECTED_BY_PHASE[phase]
+def classify(exc: BaseException, phase: Phase) -> ProbeFailure | None:
+    """The failure for `exc`, raised while `phase` ran; None when no classifier knows it.
+
+    An aiohttp error that no earlier phase claims is an HTTP failure whatever the phase."""
+    if isinstance(exc, ProbeFailure):
+        return exc
+    failure = _BY_PHASE[phase](exc)
+    if failure is None and isinstance(exc, aiohttp.ClientError):
+        return classify_http_error(exc, phase)
+    return failure

@@ -1,26 +1,25 @@
-"""HTTP layer: GET with aiohttp through our own resolver and a connector that times and
-classifies the TCP and TLS phases separately (aiohttp alone reports them as one)."""
+"""HTTP layer: GET with aiohttp through our own resolver and a connector that times the TCP and
+TLS phases separately (aiohttp alone reports them as one), so each error is classified by its phase."""
 
 from __future__ import annotations
 
 import re
 import socket
 from contextvars import ContextVar
-from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urljoin
 
 import aiohttp
 from aiohttp.abc import AbstractResolver, ResolveResult
-from aiohttp.http_exceptions import LineTooLong
 
 from monitor import __version__
-from monitor.catalog.catalog import Target
-from monitor.probing.dns import resolve_host
-from monitor.probing.failures import Failure, Phase, ProbeFailure, failure_for_os_error
+from monitor.catalog.catalog import HTTPSpec, Target
+from monitor.probing.context import ProbeContext
+from monitor.probing.dns import addresses_of
+from monitor.probing.failures import Failure, Phase, ProbeFailure
 from monitor.probing.result import ProbeTrace
 from monitor.probing.tcp import connect
-from monitor.probing.tls import classify_tls_error, client_context, record_peer
+from monitor.probing.tls import client_context, record_peer
 
 __all__ = ["HTTPClient", "probe_http"]
 
@@ -28,27 +27,14 @@ _READ_CHUNK = 64 << 10
 _REDIRECT_CODES = frozenset({301, 302, 303, 307, 308})
 
 
-@dataclass(slots=True)
-class _ProbeContext:
-    target: Target
-    trace: ProbeTrace
-    deadline: float
-    resolved: dict[str, tuple[str, ...]]
-
-
-_current: ContextVar[_ProbeContext] = ContextVar("probe_context")
+_current: ContextVar[tuple[Target, ProbeContext]] = ContextVar("probe_context")
 
 
 class _CatalogResolver(AbstractResolver):
     """Answers aiohttp's lookups with our DNS layer (configured resolvers, bogon checks)."""
 
     async def resolve(self, host: str, port: int = 0, family: int = socket.AF_UNSPEC) -> list[ResolveResult]:
-        probe = _current.get()
-        addresses = probe.resolved.get(host)
-        if addresses is None:
-            probe.trace.enter(Phase.RESOLVE)
-            addresses = await resolve_host(host, probe.target, probe.deadline, probe.trace)
-            probe.resolved[host] = addresses
+        addresses = await addresses_of(host, *_current.get())
         return [
             ResolveResult(
                 hostname=host,
@@ -75,7 +61,7 @@ class _PhasedConnector(aiohttp.TCPConnector):
         client_error: Any = None,
         **kwargs: Any,
     ) -> Any:
-        trace = _current.get().trace
+        trace = _current.get()[1].trace
         address, port = addr_infos[0][4][:2]
         sock = await connect(address, port, trace)
         secure = bool(kwargs.get("ssl"))
@@ -84,9 +70,6 @@ class _PhasedConnector(aiohttp.TCPConnector):
             trace.note(f"TLS handshake, SNI {kwargs.get('server_hostname')}")
         try:
             transport, protocol = await self._loop.create_connection(*args, sock=sock, **kwargs)
-        except (OSError, EOFError) as exc:
-            sock.close()
-            raise classify_tls_error(exc) from None
         except BaseException:
             sock.close()
             raise
@@ -124,21 +107,20 @@ class HTTPClient:
             self._session = None
 
 
-async def probe_http(
-    client: HTTPClient, target: Target, addresses: tuple[str, ...], deadline: float, trace: ProbeTrace
-) -> None:
-    options = target.http
-    url: str = target.url  # type: ignore[assignment]
-    token = _current.set(_ProbeContext(target, trace, deadline, {target.host: addresses}))
-    session = client.session(options.max_header_bytes)
+async def probe_http(target: Target, context: ProbeContext) -> None:
+    spec = target.spec_as(HTTPSpec)
+    options, trace, url = spec.http, context.trace, spec.url
+    await addresses_of(spec.host, target, context)
+    token = _current.set((target, context))
+    session = context.http.session(options.max_header_bytes)
     try:
         while True:
             trace.note(f"GET {url}")
             async with session.get(
                 url,
                 allow_redirects=False,
-                ssl=_ssl_for(url, target),
-                server_hostname=target.tls.server_name,
+                ssl=_ssl_for(url, spec),
+                server_hostname=spec.tls.server_name,
                 headers=options.headers,
             ) as response:
                 trace.enter(Phase.TRANSFER)
@@ -157,8 +139,6 @@ async def probe_http(
                     continue
                 body = await _read_capped(response, options.max_body_bytes, trace)
             break
-    except aiohttp.ClientError as exc:
-        raise _classify(exc, trace.phase) from None
     finally:
         _current.reset(token)
     if not options.accepts(trace.http_status or 0):
@@ -169,8 +149,8 @@ async def probe_http(
         )
 
 
-def _ssl_for(url: str, target: Target) -> Any:
-    return client_context(target.tls) if url.startswith("https:") else False
+def _ssl_for(url: str, spec: HTTPSpec) -> Any:
+    return client_context(spec.tls) if url.startswith("https:") else False
 
 
 async def _read_capped(response: aiohttp.ClientResponse, limit: int, trace: ProbeTrace) -> bytes:
@@ -184,29 +164,3 @@ async def _read_capped(response: aiohttp.ClientResponse, limit: int, trace: Prob
             response.close()
             raise ProbeFailure(Failure.HTTP_TOO_LARGE, Phase.TRANSFER, f"body larger than {limit} bytes")
         chunks.append(chunk)
-
-
-def _classify(exc: aiohttp.ClientError, phase: Phase) -> ProbeFailure:
-    if phase not in (Phase.PROCESSING, Phase.TRANSFER):
-        phase = Phase.PROCESSING
-    if isinstance(exc, aiohttp.ClientResponseError) and (
-        _caused_by(exc, LineTooLong) or "Too many headers" in str(exc)
-    ):
-        return ProbeFailure(Failure.HTTP_TOO_LARGE, phase, f"response headers too large: {exc.message}")
-    if isinstance(exc, aiohttp.ServerDisconnectedError | aiohttp.ClientPayloadError):
-        return ProbeFailure(Failure.HTTP_RESET, phase, f"connection closed mid-response: {exc}")
-    if isinstance(exc, aiohttp.ClientOSError):
-        return ProbeFailure(failure_for_os_error(exc, phase), phase, str(exc))
-    return ProbeFailure(Failure.HTTP_PROTOCOL_ERROR, phase, str(exc))
-
-
-def _caused_by(exc: BaseException, kind: type[BaseException]) -> bool:
-    """aiohttp wraps parser errors twice; look down the whole chain."""
-    seen: BaseException | None = exc
-    for _ in range(5):
-        if seen is None:
-            return False
-        if isinstance(seen, kind):
-            return True
-        seen = seen.__cause__ or seen.__context__
-    return False

@@ -1,4 +1,9 @@
-"""Runs the layers for one target under one deadline and turns whatever happens into a ProbeResult."""
+"""One target in, one ProbeResult out: the PROBES table, one deadline, and the classifiers.
+
+A new kind of probe is a module with one `ProbeFn` and one entry in `PROBES` (as in
+blackbox_exporter's `Probers` map); the prober owns what every probe has: the deadline, the
+trace, and turning whatever happened into one failure string.
+"""
 
 from __future__ import annotations
 
@@ -7,16 +12,25 @@ import logging
 import time
 
 from monitor.catalog.catalog import Target
-from monitor.probing.dns import probe_dns, resolve_host
-from monitor.probing.failures import ProbeFailure, timeout_failure, unexpected_failure
+from monitor.catalog.schema import Kind
+from monitor.probing.context import ProbeContext, ProbeFn
+from monitor.probing.dns import probe_dns
+from monitor.probing.failures import ProbeFailure, classify, timeout_failure, unexpected_failure
 from monitor.probing.http import HTTPClient, probe_http
 from monitor.probing.result import ProbeResult, ProbeTrace
 from monitor.probing.tcp import probe_tcp
 from monitor.probing.tls import probe_tls
 
-__all__ = ["Prober"]
+__all__ = ["PROBES", "Prober"]
 
 log = logging.getLogger(__name__)
+
+PROBES: dict[Kind, ProbeFn] = {
+    "http": probe_http,
+    "dns": probe_dns,
+    "tcp": probe_tcp,
+    "tls": probe_tls,
+}
 
 
 class Prober:
@@ -26,41 +40,30 @@ class Prober:
     async def probe(self, target: Target, debug: bool = False) -> ProbeResult:
         trace = ProbeTrace(target.name, debug, target.redact)
         deadline = time.monotonic() + target.timeout
+        timeout = asyncio.timeout_at(deadline)
         try:
-            async with asyncio.timeout_at(deadline):
-                await self._layers(target, deadline, trace)
-        except ProbeFailure as failure:
-            return trace.finish(failure)
-        except TimeoutError:
-            return trace.finish(
-                ProbeFailure(
-                    timeout_failure(trace.phase), trace.phase, f"deadline of {target.timeout:g}s reached"
-                )
-            )
+            async with timeout:
+                await PROBES[target.kind](target, ProbeContext(trace, deadline, self._http))
         except Exception as exc:  # a bug or an exotic error must cost one probe, not the daemon
-            log.warning(
-                "probe of %s: unexpected %s in %s: %s",
-                target.name,
-                type(exc).__name__,
-                trace.phase.value,
-                target.redact(str(exc)),
-            )
-            return trace.finish(
-                ProbeFailure(unexpected_failure(trace.phase), trace.phase, f"{type(exc).__name__}: {exc}")
-            )
+            return trace.finish(self._failure(target, trace, exc, timeout.expired()))
         return trace.finish()
 
-    async def _layers(self, target: Target, deadline: float, trace: ProbeTrace) -> None:
-        if target.kind == "dns":
-            await probe_dns(target, deadline, trace)
-            return
-        trace.addresses = await resolve_host(target.host, target, deadline, trace)
-        if target.kind == "tcp":
-            await probe_tcp(target, trace.addresses, trace)
-        elif target.kind == "tls":
-            await probe_tls(target, trace.addresses, trace)
-        else:
-            await probe_http(self._http, target, trace.addresses, deadline, trace)
+    @staticmethod
+    def _failure(target: Target, trace: ProbeTrace, exc: Exception, expired: bool) -> ProbeFailure:
+        phase = trace.phase
+        if expired:
+            return ProbeFailure(timeout_failure(phase), phase, f"deadline of {target.timeout:g}s reached")
+        failure = classify(exc, phase)
+        if failure is not None:
+            return failure
+        log.warning(
+            "probe of %s: unexpected %s in %s: %s",
+            target.name,
+            type(exc).__name__,
+            phase.value,
+            target.redact(str(exc)),
+        )
+        return ProbeFailure(unexpected_failure(phase), phase, f"{type(exc).__name__}: {exc}")
 
     async def close(self) -> None:
         await self._http.close()

@@ -1,4 +1,4 @@
-"""TCP layer: one connect to the first resolved address, timed and classified."""
+"""TCP layer: one connect to the first resolved address, timed; errors go to the classifiers."""
 
 from __future__ import annotations
 
@@ -6,8 +6,10 @@ import asyncio
 import contextlib
 import socket
 
-from monitor.catalog.catalog import Target
-from monitor.probing.failures import Phase, ProbeFailure, failure_for_os_error
+from monitor.catalog.catalog import ConnectSpec, Target
+from monitor.probing.context import ProbeContext
+from monitor.probing.dns import addresses_of
+from monitor.probing.failures import Phase
 from monitor.probing.result import ProbeTrace
 
 __all__ = ["connect", "probe_tcp"]
@@ -22,16 +24,16 @@ async def connect(address: str, port: int, trace: ProbeTrace) -> socket.socket:
         sock.setblocking(False)
         trace.note(f"connecting to {address} port {port}")
         await asyncio.get_running_loop().sock_connect(sock, (address, port))
-    except BaseException as exc:
+    except BaseException:
         sock.close()
-        if isinstance(exc, OSError) and not isinstance(exc, TimeoutError):
-            raise ProbeFailure(failure_for_os_error(exc, Phase.CONNECT), Phase.CONNECT, str(exc)) from None
         raise
     trace.note("connected")
     return sock
 
 
-async def probe_tcp(target: Target, addresses: tuple[str, ...], trace: ProbeTrace) -> None:
-    sock = await connect(addresses[0], target.port, trace)
+async def probe_tcp(target: Target, context: ProbeContext) -> None:
+    spec = target.spec_as(ConnectSpec)
+    addresses = await addresses_of(spec.host, target, context)
+    sock = await connect(addresses[0], spec.port, context.trace)
     with contextlib.suppress(OSError):
         sock.close()

@@ -10,12 +10,15 @@ import ssl
 
 from cryptography import x509
 
-from monitor.catalog.catalog import Target, TLSOptions
-from monitor.probing.failures import Failure, Phase, ProbeFailure, failure_for_os_error
+from monitor.catalog.catalog import Target, TLSConnectSpec
+from monitor.catalog.schema import TLSOptions
+from monitor.probing.context import ProbeContext
+from monitor.probing.dns import addresses_of
+from monitor.probing.failures import Phase
 from monitor.probing.result import ProbeTrace
 from monitor.probing.tcp import connect
 
-__all__ = ["classify_tls_error", "client_context", "handshake", "probe_tls", "record_peer"]
+__all__ = ["client_context", "handshake", "probe_tls", "record_peer"]
 
 
 @functools.cache
@@ -30,12 +33,6 @@ def _context(ca_file: str | None, insecure: bool) -> ssl.SSLContext:
 def client_context(options: TLSOptions) -> ssl.SSLContext:
     """One shared context per (CA file, verification) pair: building one costs milliseconds."""
     return _context(options.ca_file, options.insecure_skip_verify)
-
-
-def classify_tls_error(exc: BaseException) -> ProbeFailure:
-    if isinstance(exc, ssl.SSLEOFError | ssl.SSLZeroReturnError | EOFError):
-        return ProbeFailure(Failure.TLS_RESET, Phase.TLS, f"connection closed during handshake: {exc}")
-    return ProbeFailure(failure_for_os_error(exc, Phase.TLS), Phase.TLS, str(exc))
 
 
 def record_peer(ssl_object: ssl.SSLObject | None, trace: ProbeTrace) -> None:
@@ -59,9 +56,6 @@ async def handshake(
         transport, _ = await asyncio.get_running_loop().create_connection(
             asyncio.Protocol, sock=sock, ssl=context, server_hostname=server_name, ssl_handshake_timeout=3600
         )
-    except (OSError, EOFError) as exc:
-        sock.close()
-        raise classify_tls_error(exc) from None
     except BaseException:
         sock.close()
         raise
@@ -69,9 +63,11 @@ async def handshake(
     return transport
 
 
-async def probe_tls(target: Target, addresses: tuple[str, ...], trace: ProbeTrace) -> None:
-    sock = await connect(addresses[0], target.port, trace)
-    server_name = target.tls.server_name or target.host
-    transport = await handshake(sock, server_name, client_context(target.tls), trace)
+async def probe_tls(target: Target, context: ProbeContext) -> None:
+    spec = target.spec_as(TLSConnectSpec)
+    addresses = await addresses_of(spec.host, target, context)
+    sock = await connect(addresses[0], spec.port, context.trace)
+    server_name = spec.tls.server_name or spec.host
+    transport = await handshake(sock, server_name, client_context(spec.tls), context.trace)
     with contextlib.suppress(Exception):
         transport.abort()

@@ -26,7 +26,7 @@ from aiohttp import web
 from aiohttp.typedefs import Middleware
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from monitor.catalog.catalog import ConfigError, ConfigProblem
+from monitor.catalog.problems import ConfigError, ConfigProblem
 from monitor.catalog.yaml_lines import YAMLLoadError, load_located
 
 __all__ = ["WebConfig", "load_web_config"]

@@ -1,0 +1,326 @@
+"""The schema of targets.yaml as pydantic models: defaults and validation beside each type.
+
+A target entry is one of four kinds, told apart by which of `url`, `dns`, `tcp` or `tls_connect`
+it has; options that do not apply to its kind are errors, not silently ignored.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from dataclasses import dataclass
+from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
+
+import dns.rcode
+import dns.rdatatype
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Discriminator,
+    Field,
+    Tag,
+    field_validator,
+    model_validator,
+)
+
+from monitor.catalog.durations import parse_duration
+
+__all__ = [
+    "DEFAULT_BOGON_NETWORKS",
+    "KIND_KEYS",
+    "SYSTEM",
+    "ASNLookup",
+    "AnalysisOptions",
+    "ConnectEntry",
+    "DNSEntry",
+    "DNSQuery",
+    "Defaults",
+    "Document",
+    "HTTPEntry",
+    "HTTPOptions",
+    "Kind",
+    "Nameserver",
+    "Resolver",
+    "TLSConnectEntry",
+    "TLSOptions",
+    "TargetEntry",
+    "parse_host_port",
+]
+
+DEFAULT_BOGON_NETWORKS = (
+    "0.0.0.0/8",
+    "10.0.0.0/8",
+    "100.64.0.0/10",
+    "127.0.0.0/8",
+    "169.254.0.0/16",
+    "172.16.0.0/12",
+    "192.0.0.0/24",
+    "192.0.2.0/24",
+    "192.168.0.0/16",
+    "198.18.0.0/15",
+    "198.51.100.0/24",
+    "203.0.113.0/24",
+    "224.0.0.0/4",
+    "240.0.0.0/4",
+    "::/128",
+    "::1/128",
+    "fc00::/7",
+    "fe80::/10",
+    "2001:db8::/32",
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Nameserver:
+    host: str
+    port: int = 53
+
+    def __str__(self) -> str:
+        return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
+
+
+Resolver = Nameserver | Literal["system"]
+SYSTEM: Literal["system"] = "system"
+
+
+def _duration(value: Any) -> float:
+    if isinstance(value, str):
+        return parse_duration(value)
+    raise ValueError("write durations as strings like 30s, 1m or 1m30s")
+
+
+def _resolver(value: Any) -> Resolver:
+    if value == SYSTEM:
+        return SYSTEM
+    if not isinstance(value, str):
+        raise ValueError("a resolver is 'system' or an IP address with an optional :port")
+    host, port = parse_host_port(value, default_port=53)
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        raise ValueError(
+            f"resolver {value!r} must be an IP address (names would need a resolver themselves), or 'system'"
+        ) from None
+    return Nameserver(host, port)
+
+
+def parse_host_port(value: str, default_port: int | None = None) -> tuple[str, int]:
+    match = re.fullmatch(r"\[([0-9A-Fa-f:.]+)\](?::(\d+))?|([^:\[\]]+)(?::(\d+))?|([0-9A-Fa-f:]+)", value)
+    if not match:
+        raise ValueError(f"{value!r} is not host:port")
+    host = match.group(1) or match.group(3) or match.group(5)
+    port_text = match.group(2) or match.group(4)
+    if port_text is None:
+        if default_port is None:
+            raise ValueError(f"{value!r} needs a port, like {value}:443")
+        return host, default_port
+    port = int(port_text)
+    if not 0 < port < 65536:
+        raise ValueError(f"port {port} is out of range 1-65535")
+    return host, port
+
+
+Duration = Annotated[float, BeforeValidator(_duration)]
+ResolverEntry = Annotated[Resolver, BeforeValidator(_resolver)]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class TLSOptions(_Strict):
+    ca_file: str | None = None
+    insecure_skip_verify: bool = False
+    server_name: str | None = None
+
+
+class HTTPOptions(_Strict):
+    valid_status_codes: list[Annotated[int, Field(ge=100, le=599)]] | None = None
+    body_regex: str | None = None
+    max_redirects: int = Field(default=5, ge=0, le=30)
+    max_body_bytes: int = Field(default=1 << 20, ge=0, le=1 << 30)
+    max_header_bytes: int = Field(default=16 << 10, ge=1024, le=1 << 20)
+    headers: dict[str, str] = Field(default_factory=dict)
+
+    @field_validator("body_regex")
+    @classmethod
+    def _compiles(cls, value: str | None) -> str | None:
+        if value is not None:
+            try:
+                re.compile(value.encode())
+            except re.error as exc:
+                raise ValueError(f"invalid regular expression: {exc}") from None
+        return value
+
+    def accepts(self, status: int) -> bool:
+        if self.valid_status_codes is None:
+            return 200 <= status < 300
+        return status in self.valid_status_codes
+
+
+class DNSQuery(_Strict):
+    query: str
+    type: str = "A"
+    valid_rcodes: list[str] = Field(default_factory=lambda: ["NOERROR"])
+
+    @field_validator("type")
+    @classmethod
+    def _known_type(cls, value: str) -> str:
+        try:
+            dns.rdatatype.from_text(value)
+        except Exception:
+            raise ValueError(f"unknown DNS record type {value!r}") from None
+        return value.upper()
+
+    @field_validator("valid_rcodes")
+    @classmethod
+    def _known_rcodes(cls, values: list[str]) -> list[str]:
+        for value in values:
+            try:
+                dns.rcode.from_text(value)
+            except Exception:
+                raise ValueError(f"unknown DNS rcode {value!r}") from None
+        return [value.upper() for value in values]
+
+
+class ASNLookup(_Strict):
+    enabled: bool = True
+    zone: str = "origin.asn.cymru.com"
+    zone6: str = "origin6.asn.cymru.com"
+    ttl: Duration = 6 * 3600.0
+
+
+class AnalysisOptions(_Strict):
+    """How probe results become site, network, country and vantage outages (README: "Outage states")."""
+
+    vantage_quorum: float = Field(default=0.5, gt=0, le=1)
+    shutdown_ratio: float = Field(default=0.5, ge=0, lt=1)
+    degraded_ratio: float = Field(default=0.8, ge=0, lt=1)
+    min_targets: int = Field(default=3, ge=1)
+    min_asns: int = Field(default=2, ge=1)
+    min_network_targets: int = Field(default=2, ge=1)
+    country_down_after: int = Field(default=2, ge=1, le=100)
+    baseline_window: Duration = 3600.0
+    settle: Duration | None = None
+    evaluate_every: Duration = 2.0
+
+    @model_validator(mode="after")
+    def _ordered(self) -> AnalysisOptions:
+        if self.shutdown_ratio >= self.degraded_ratio:
+            raise ValueError("shutdown_ratio must be lower than degraded_ratio")
+        return self
+
+
+class Defaults(_Strict):
+    interval: Duration = 30.0
+    timeout: Duration = 10.0
+    resolvers: list[ResolverEntry] = Field(default_factory=lambda: [SYSTEM], min_length=1)  # type: ignore[arg-type]
+    tls: TLSOptions = Field(default_factory=TLSOptions)
+    http: HTTPOptions = Field(default_factory=HTTPOptions)
+    bogon_networks: list[str] = Field(default_factory=lambda: list(DEFAULT_BOGON_NETWORKS))
+    down_after: int = Field(default=3, ge=1, le=100)
+    up_after: int = Field(default=2, ge=1, le=100)
+    asn_lookup: ASNLookup = Field(default_factory=ASNLookup)
+
+    @field_validator("bogon_networks")
+    @classmethod
+    def _networks(cls, values: list[str]) -> list[str]:
+        for value in values:
+            try:
+                ipaddress.ip_network(value, strict=False)
+            except ValueError:
+                raise ValueError(f"{value!r} is not a network like 10.0.0.0/8") from None
+        return values
+
+
+_NAME = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
+
+Kind = Literal["http", "dns", "tcp", "tls"]
+KIND_KEYS: dict[str, Kind] = {"url": "http", "dns": "dns", "tcp": "tcp", "tls_connect": "tls"}
+
+
+class _Entry(_Strict):
+    """What every kind of target has. `country` and `category` are required of targets only:
+    a control's category is always `control`, and its country is only a label."""
+
+    name: str = Field(pattern=_NAME)
+    country: str | None = Field(default=None, pattern=r"^[A-Z]{2}$")
+    category: str | None = Field(default=None, pattern=r"^[a-z][a-z0-9_]{0,31}$")
+    asn: int | None = Field(default=None, ge=1, le=4294967295)
+    source: str | None = None
+    interval: Duration | None = None
+    timeout: Duration | None = None
+    resolvers: list[ResolverEntry] | None = None
+    down_after: int | None = Field(default=None, ge=1, le=100)
+    up_after: int | None = Field(default=None, ge=1, le=100)
+
+
+class HTTPEntry(_Entry):
+    url: str
+    http: HTTPOptions | None = None
+    tls: TLSOptions | None = None
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, value: str) -> str:
+        parts = urlsplit(value)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError(f"{value!r} is not an http:// or https:// URL with a host")
+        try:
+            parts.port  # noqa: B018 - raises on a bad port
+        except ValueError as exc:
+            raise ValueError(f"{value!r}: {exc}") from None
+        return value
+
+
+class DNSEntry(_Entry):
+    dns: DNSQuery
+
+
+def _host_port(value: str) -> str:
+    parse_host_port(value)
+    return value
+
+
+HostPort = Annotated[str, AfterValidator(_host_port)]
+
+
+class ConnectEntry(_Entry):
+    tcp: HostPort
+
+
+class TLSConnectEntry(_Entry):
+    tls_connect: HostPort
+    tls: TLSOptions | None = None
+
+
+def _kind_of(value: Any) -> Kind | None:
+    """The kind of an entry from the one kind key it has; None (an error) for none or several."""
+    if not isinstance(value, dict):
+        return None
+    kinds = [kind for key, kind in KIND_KEYS.items() if key in value]
+    return kinds[0] if len(kinds) == 1 else None
+
+
+TargetEntry = Annotated[
+    Annotated[HTTPEntry, Tag("http")]
+    | Annotated[DNSEntry, Tag("dns")]
+    | Annotated[ConnectEntry, Tag("tcp")]
+    | Annotated[TLSConnectEntry, Tag("tls")],
+    Discriminator(
+        _kind_of,
+        custom_error_type="target_kind",
+        custom_error_message="a target needs exactly one of url, dns, tcp, tls_connect",
+    ),
+]
+
+
+class Document(_Strict):
+    defaults: Defaults = Field(default_factory=Defaults)
+    targets: list[TargetEntry] = Field(default_factory=list)
+    controls: list[TargetEntry] = Field(default_factory=list)
+    analysis: AnalysisOptions = Field(default_factory=AnalysisOptions)
+    allow_adhoc: bool = False
