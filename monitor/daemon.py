@@ -1,13 +1,16 @@
-"""The running monitor: catalog, scheduler, prober and what consumes their results."""
+"""The running monitor, the composition root: catalog, apscheduler, prober, analysis, journal, and
+the daemon's own metrics. Everything periodic (probes, analysis, journal sync) is an apscheduler job."""
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
+from apscheduler.triggers.interval import IntervalTrigger
 from prometheus_client import (
     CollectorRegistry,
     Counter,
@@ -28,7 +31,7 @@ from monitor.outages.journal import Journal
 from monitor.probing.latest import LatestResults
 from monitor.probing.prober import Prober
 from monitor.probing.result import ProbeResult
-from monitor.probing.scheduler import Scheduler
+from monitor.probing.scheduler import ProbeSchedule, quiet_apscheduler
 
 __all__ = ["Monitor"]
 
@@ -57,16 +60,20 @@ class Monitor:
         self.analyzer = Analyzer(Journal(state_path) if state_path else None)
         self.metrics = DaemonMetrics(self.registry)
         self.prober = Prober()
-        self.scheduler = Scheduler(
+        quiet_apscheduler()
+        self.scheduler = AsyncIOScheduler(timezone=UTC)
+        self.probes = ProbeSchedule(
+            self.scheduler,
             self._probe_and_record,
             max_concurrency,
             on_lag=self.metrics.schedule_lag.observe,
             on_skip=lambda name: self.metrics.skipped.inc(),
+            on_missed=lambda name: self.metrics.missed.inc(),
         )
-        self.metrics.in_flight.set_function(lambda: self.scheduler.in_flight)
+        self.metrics.in_flight.set_function(lambda: self.probes.in_flight)
         self.catalog: Catalog | None = None
         self.started_at = time.time()
-        self._analysis: asyncio.Task[None] | None = None
+        self._evaluate_every: float | None = None
 
     async def start(self) -> None:
         """Load the catalog (an invalid one at start is fatal: there is nothing to fall back on)."""
@@ -75,7 +82,6 @@ class Monitor:
         self.scheduler.start()
         loop = asyncio.get_running_loop()
         self.metrics.tasks.set_function(lambda: len(asyncio.all_tasks(loop)))
-        self._analysis = asyncio.get_running_loop().create_task(self.analyzer.run())
 
     def reload(self) -> bool:
         """Load the catalog again; on any problem keep running the old one."""
@@ -100,11 +106,40 @@ class Monitor:
         self.catalog = catalog
         self.results.set_catalog(catalog)
         self.analyzer.set_catalog(catalog)
-        changes = self.scheduler.apply(catalog)
+        changes = self.probes.apply(catalog)
+        self._schedule_analysis(catalog.analysis.evaluate_every)
         self.metrics.targets.set(len(catalog.targets))
         self.metrics.reload_ok.set(1)
         self.metrics.reload_time.set(time.time())
         return changes
+
+    def _schedule_analysis(self, every: float) -> None:
+        """The analysis and the journal sync every `evaluate_every`, first at once."""
+        if every == self._evaluate_every:
+            return
+        self._evaluate_every = every
+        for job_id, job in (("monitor:evaluate", self._evaluate), ("monitor:journal", self._sync_journal)):
+            self.scheduler.add_job(
+                job,
+                IntervalTrigger(seconds=every, timezone=UTC),
+                id=job_id,
+                max_instances=1,
+                coalesce=True,
+                next_run_time=datetime.now(UTC),
+                replace_existing=True,
+            )
+
+    async def _evaluate(self) -> None:
+        try:
+            self.analyzer.evaluate()
+        except Exception:
+            log.exception("outage analysis failed; retrying")
+
+    async def _sync_journal(self) -> None:
+        try:
+            await self.analyzer.sync_journal()
+        except Exception:
+            log.exception("journal sync failed; retrying")
 
     async def _probe_and_record(self, target: Target) -> None:
         result = await self.prober.probe(target)
@@ -118,11 +153,12 @@ class Monitor:
         self.metrics.observe(result)
 
     async def stop(self) -> None:
-        await self.scheduler.stop()
-        if self._analysis is not None:
-            self._analysis.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._analysis
+        """No new probes; running ones get a grace period; then the journal gets its last sync."""
+        if self.scheduler.running:
+            self.scheduler.pause()
+            await self.probes.drain()
+            self.scheduler.shutdown(wait=False)
+            await asyncio.sleep(0)  # AsyncIOScheduler shuts down on the next turn of the loop
         await self.analyzer.close()
         await self.prober.close()
 
@@ -144,6 +180,11 @@ class DaemonMetrics:
         self.skipped = Counter(
             "monitor_probes_skipped",
             "Slots skipped because the target's previous probe was still running",
+            registry=registry,
+        )
+        self.missed = Counter(
+            "monitor_probes_missed",
+            "Probe slots dropped because they would have started more than an interval late (a stall)",
             registry=registry,
         )
         self.overruns = Counter(

@@ -434,16 +434,6 @@ class Analyzer:
         else:
             self._dirty = True
 
-    async def run(self) -> None:
-        """Evaluate and sync forever (a task of the daemon)."""
-        while True:
-            try:
-                self.evaluate()
-                await self.sync_journal()
-            except Exception:
-                log.exception("outage analysis failed; retrying")
-            await asyncio.sleep(self.options.evaluate_every)
-
     async def close(self) -> None:
         for task in list(self._lookups):
             task.cancel()

@@ -1,9 +1,12 @@
-"""Puts every target on its own slot within its interval and runs its probes there.
+"""Puts every target on its own slot within its interval and probes it there, through apscheduler.
 
-Slots are spread by a stable hash of the target name (as Prometheus spreads scrapes), so a
-restart or a reload keeps every target on the slot it had. Each target holds one timer in the
-event loop's heap, re-armed for its next slot when it fires: a fire costs a heap push, where one
-apscheduler job per target cost about twice the CPU per fire (bench/scheduler_overhead.py).
+One apscheduler job per target (`probe:<name>`), on a `SlotTrigger`: slots are spread by a stable
+hash of the target name (as Prometheus spreads scrapes), so a restart or a reload keeps every
+target on the slot it had. apscheduler gives the rest: `max_instances=1` (a probe still running
+makes its next slot a counted skip), `coalesce=True` with a misfire grace of one interval (a
+stalled process catches up with one probe, not one per missed slot), and jobs added, removed and
+rescheduled one by one on reload. Its cost against a bare event-loop timer per target is in
+bench/scheduler_overhead.py.
 """
 
 from __future__ import annotations
@@ -11,15 +14,27 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
+import logging
 import random
-import time
 from collections.abc import Awaitable, Callable
-from typing import Any, Protocol
+from datetime import UTC, datetime
+
+from apscheduler.events import EVENT_JOB_MAX_INSTANCES, EVENT_JOB_MISSED, EVENT_JOB_SUBMITTED, JobEvent
+from apscheduler.schedulers.base import BaseScheduler
+from apscheduler.triggers.interval import IntervalTrigger
 
 from monitor.catalog.catalog import Catalog, Target
 
-__all__ = ["LoopTimer", "Scheduler", "Timer", "next_slot", "slot_offset"]
+__all__ = [
+    "PROBE_JOB_PREFIX",
+    "ProbeSchedule",
+    "SlotTrigger",
+    "next_slot",
+    "quiet_apscheduler",
+    "slot_offset",
+]
 
+PROBE_JOB_PREFIX = "probe:"
 _JITTER_FRACTION = 0.01
 _MAX_JITTER_SECONDS = 0.1
 
@@ -36,131 +51,136 @@ def next_slot(name: str, interval: float, now: float) -> float:
     return slot if slot > now else slot + interval
 
 
-class Cancellable(Protocol):
-    def cancel(self) -> None: ...
+def quiet_apscheduler() -> None:
+    """apscheduler logs every run at INFO and every skip or misfire at WARNING; at thousands of
+    targets that is a flood. Skips and misfires are counted in metrics instead; errors still log."""
+    logging.getLogger("apscheduler").setLevel(logging.ERROR)
 
 
-class Timer(Protocol):
-    """Wall-clock time and callbacks at wall-clock times; a fake one drives the tests."""
+class SlotTrigger(IntervalTrigger):
+    """An interval trigger that fires on the target's slots, each time with fresh jitter.
 
-    def time(self) -> float: ...
+    apscheduler 3.x computes a fire time from the previous one *with* its jitter, so jitter
+    accumulates and targets drift off their slots (by half the jitter per interval on average).
+    Here the next fire time is always the next slot of the grid, plus its own jitter."""
 
-    def call_at(self, when: float, callback: Callable[..., None], *args: Any) -> Cancellable: ...
+    def __init__(self, name: str, interval: float, max_jitter: float) -> None:
+        jitter = min(max_jitter, interval * _JITTER_FRACTION)
+        super().__init__(seconds=interval, timezone=UTC, jitter=jitter or None)
+        self.name = name
+
+    def get_next_fire_time(self, previous_fire_time: datetime | None, now: datetime) -> datetime:
+        interval = self.interval_length
+        if previous_fire_time is None:
+            slot = next_slot(self.name, interval, now.timestamp())
+        else:
+            # The slot that fired is the one nearest to its fire time: jitter (at most 1 % of the
+            # interval) and datetime's microseconds must never make it "the next slot" again.
+            offset = slot_offset(self.name, interval)
+            fired = round((previous_fire_time.timestamp() - offset) / interval)
+            slot = offset + (fired + 1) * interval
+        if self.jitter:
+            slot += random.uniform(0, self.jitter)
+        return datetime.fromtimestamp(slot, UTC)
 
 
-class LoopTimer:
-    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
-        self._loop = loop
+class ProbeSchedule:
+    """The probe jobs of the running catalog on an apscheduler scheduler, with bounded concurrency."""
 
-    def time(self) -> float:
-        return time.time()
-
-    def call_at(self, when: float, callback: Callable[..., None], *args: Any) -> Cancellable:
-        return self._loop.call_at(self._loop.time() + (when - time.time()), callback, *args)
-
-
-class Scheduler:
     def __init__(
         self,
+        scheduler: BaseScheduler,
         run_probe: Callable[[Target], Awaitable[None]],
         max_concurrency: int,
         on_lag: Callable[[float], None] = lambda lag: None,
         on_skip: Callable[[str], None] = lambda name: None,
-        timer: Timer | None = None,
+        on_missed: Callable[[str], None] = lambda name: None,
         max_jitter: float = _MAX_JITTER_SECONDS,
     ) -> None:
+        self._scheduler = scheduler
         self._run_probe = run_probe
         self._on_lag = on_lag
         self._on_skip = on_skip
-        self._timer = timer
+        self._on_missed = on_missed
         self._max_jitter = max_jitter
         self._limit = asyncio.Semaphore(max_concurrency)
         self._targets: dict[str, Target] = {}
-        self._timers: dict[str, Cancellable] = {}
+        self._due: dict[str, float] = {}  # the run time apscheduler submitted, until the probe starts
         self._running: dict[str, asyncio.Task[None]] = {}
-        self._started = False
+        scheduler.add_listener(self._submitted, EVENT_JOB_SUBMITTED)
+        scheduler.add_listener(self._not_run, EVENT_JOB_MAX_INSTANCES | EVENT_JOB_MISSED)
 
     @property
     def in_flight(self) -> int:
         return len(self._running)
 
-    def start(self) -> None:
-        if self._timer is None:
-            self._timer = LoopTimer(asyncio.get_running_loop())
-        self._started = True
-        now = self._timer.time()
-        for target in self._targets.values():
-            self._arm(target.name, target.interval, now)
-
     def apply(self, catalog: Catalog) -> tuple[set[str], set[str], set[str]]:
-        """Make the schedule match `catalog`, touching only what changed.
+        """Make the jobs match `catalog`, touching only what changed.
 
         Returns the names added, removed and changed. A changed target whose interval is the
-        same keeps its slot (its probe reads the current Target when it fires).
-        """
+        same keeps its job and slot (its probe reads the current Target when it fires)."""
         new = {target.name: target for target in catalog.targets}
         added = set(new) - set(self._targets)
         removed = set(self._targets) - set(new)
         changed = {name for name in set(new) & set(self._targets) if new[name] != self._targets[name]}
         rescheduled = added | {name for name in changed if new[name].interval != self._targets[name].interval}
         for name in removed:
-            self._disarm(name)
+            self._scheduler.remove_job(PROBE_JOB_PREFIX + name)
         self._targets = new
-        if self._started:
-            now = self._timer.time()  # type: ignore[union-attr]
-            for name in rescheduled:
-                self._disarm(name)
-                self._arm(name, new[name].interval, now)
+        for name in rescheduled:
+            self._scheduler.add_job(
+                self._run,
+                SlotTrigger(name, new[name].interval, self._max_jitter),
+                args=(name,),
+                id=PROBE_JOB_PREFIX + name,
+                name=name,
+                max_instances=1,
+                coalesce=True,
+                misfire_grace_time=max(1, int(new[name].interval)),
+                replace_existing=True,
+            )
         return added, removed, changed
 
-    def _arm(self, name: str, interval: float, after: float) -> None:
-        """Arm the first slot of `name` strictly after `after`.
+    def _submitted(self, event: JobEvent) -> None:
+        if event.job_id.startswith(PROBE_JOB_PREFIX):
+            self._due[event.job_id[len(PROBE_JOB_PREFIX) :]] = event.scheduled_run_times[-1].timestamp()
 
-        Re-arming from the slot that fired, never from the clock, matters: the event loop may
-        run a timer a clock-resolution early, and "the next slot after now" would then be the
-        same slot again, probing the target twice."""
-        assert self._timer is not None
-        slot = next_slot(name, interval, after)
-        jitter = random.uniform(0, min(self._max_jitter, interval * _JITTER_FRACTION))
-        self._timers[name] = self._timer.call_at(slot + jitter, self._fire, name, slot, jitter)
-
-    def _disarm(self, name: str) -> None:
-        handle = self._timers.pop(name, None)
-        if handle is not None:
-            handle.cancel()
-
-    def _fire(self, name: str, slot: float, jitter: float) -> None:
-        target = self._targets.get(name)
-        if target is None:
+    def _not_run(self, event: JobEvent) -> None:
+        if not event.job_id.startswith(PROBE_JOB_PREFIX):
             return
-        # From the slot that fired; from the clock only after a stall of half an interval or more,
-        # so a suspended process catches up with one probe, not one per missed slot.
-        now = self._timer.time()  # type: ignore[union-attr]
-        self._arm(name, target.interval, slot if now - slot < target.interval / 2 else now)
-        due = slot + jitter
-        if name in self._running:
+        name = event.job_id[len(PROBE_JOB_PREFIX) :]
+        if event.code == EVENT_JOB_MAX_INSTANCES:
             self._on_skip(name)  # the previous probe of this target is still running
-            return
-        task = asyncio.get_running_loop().create_task(self._run(target, due))
+        else:
+            self._due.pop(name, None)
+            self._on_missed(name)
+
+    async def _run(self, name: str) -> None:
+        task = asyncio.current_task()
+        assert task is not None
         self._running[name] = task
-        task.add_done_callback(lambda _: self._running.pop(name, None))
+        try:
+            async with self._limit:
+                due = self._due.pop(name, None)
+                target = self._targets.get(name)
+                if target is None:
+                    return  # removed by a reload while waiting for a slot in the limit
+                if due is not None:
+                    self._on_lag(max(0.0, datetime.now(UTC).timestamp() - due))
+                await self._run_probe(target)
+        except asyncio.CancelledError:
+            pass  # cancelled by drain() on the way out; apscheduler would log it as a job error
+        finally:
+            self._running.pop(name, None)
 
-    async def _run(self, target: Target, due: float) -> None:
-        assert self._timer is not None
-        async with self._limit:
-            self._on_lag(max(0.0, self._timer.time() - due))
-            await self._run_probe(target)
-
-    async def stop(self, grace: float = 2.0) -> None:
-        """Stop firing; give running probes `grace` seconds, then cancel them."""
-        self._started = False
-        for name in list(self._timers):
-            self._disarm(name)
+    async def drain(self, grace: float = 2.0) -> None:
+        """Give running probes `grace` seconds, then cancel them (pause the scheduler first)."""
         tasks = set(self._running.values())
-        if tasks:
-            _, pending = await asyncio.wait(tasks, timeout=grace)
-            for task in pending:
-                task.cancel()
-            if pending:
-                with contextlib.suppress(asyncio.CancelledError):
-                    await asyncio.wait(pending, timeout=grace)
+        if not tasks:
+            return
+        _, pending = await asyncio.wait(tasks, timeout=grace)
+        for task in pending:
+            task.cancel()
+        if pending:
+            with contextlib.suppress(asyncio.CancelledError):
+                await asyncio.wait(pending, timeout=grace)
