@@ -27,6 +27,8 @@ from typing import Any
 
 from prometheus_client.parser import text_string_to_metric_families
 
+from monitor.lab.harness import MonitorExited, MonitorProcess, run_monitor
+
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results"
 BLACKBOX = "prometheus-blackbox-exporter"
@@ -211,12 +213,6 @@ class SystemMeter:
 # --- ports, HTTP, readiness --------------------------------------------------------------------
 
 
-def free_port(ip: str = "127.0.0.1") -> int:
-    with socket.socket() as sock:
-        sock.bind((ip, 0))
-        return int(sock.getsockname()[1])
-
-
 def port_is_free(ip: str, port: int, kinds: Sequence[int] = (socket.SOCK_STREAM, socket.SOCK_DGRAM)) -> bool:
     for kind in kinds:
         with socket.socket(socket.AF_INET, kind) as sock:
@@ -396,13 +392,17 @@ def start_lab(workdir: Path, *args: str, timeout: float = 180.0) -> Lab:
 
 @dataclass
 class Daemon:
-    proc: Proc
-    port: int
-    config: Path
+    """Our daemon (started by monitor.lab.harness), read with blocking HTTP."""
+
+    proc: MonitorProcess
+
+    @property
+    def port(self) -> int:
+        return self.proc.port
 
     @property
     def base(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return self.proc.base
 
     @property
     def pid(self) -> int:
@@ -423,36 +423,23 @@ class Daemon:
     def reload(self) -> None:
         os.kill(self.pid, signal.SIGHUP)
 
+    def check_alive(self) -> None:
+        try:
+            self.proc.check_alive()
+        except MonitorExited as exc:
+            raise BenchError(str(exc)) from None
+
+    def stop(self) -> None:
+        self.proc.stop()
+
 
 def start_daemon(config: Path, log: Path, *extra: str, timeout: float = 120.0) -> Daemon:
-    port = free_port()
-    proc = start_process(
-        "monitor",
-        [
-            sys.executable,
-            "-m",
-            "monitor",
-            "run",
-            "--config",
-            str(config),
-            "--listen",
-            f"127.0.0.1:{port}",
-            *extra,
-        ],
-        log,
-    )
-    daemon = Daemon(proc, port, config)
-
-    def healthy() -> bool:
-        proc.check_alive()
-        return http_get(daemon.base + "/healthz", timeout=5)[0] == 200
-
+    proc = run_monitor(config, *extra, log=log)
     try:
-        wait_until(healthy, timeout=timeout, what="the daemon to serve /healthz")
-    except BaseException:
-        proc.stop()
-        raise
-    return daemon
+        proc.wait_healthy(timeout)
+    except MonitorExited as exc:
+        raise BenchError(str(exc)) from None
+    return Daemon(proc)
 
 
 # --- Prometheus text -----------------------------------------------------------------------------

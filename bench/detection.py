@@ -105,7 +105,7 @@ def one_run(
     detected: float | None = None
     samples: dict[Any, float] = {}
     while time.time() - t0 < limit:
-        daemon.proc.check_alive()
+        daemon.check_alive()
         samples = daemon.metrics()
         now = time.time()
         if first_down is None and _down_targets(samples, reachable):
@@ -227,7 +227,7 @@ def run(args: argparse.Namespace, info: dict[str, Any], workdir: Path) -> dict[s
             catalog.write_text(yaml.safe_dump(document, sort_keys=False))
         daemon = start_daemon(catalog, workdir / "monitor.log")
         daemon_started = time.monotonic()
-        stack.callback(daemon.proc.stop)
+        stack.callback(daemon.stop)
         reachable = reachable_targets(lab)
         down_after = args.down_after or 3
         up_after = args.up_after or 2

@@ -43,7 +43,6 @@ from bench.common import (
     cpu_seconds,
     default_json,
     exe_of,
-    free_port,
     http_get,
     machine_info,
     port_is_free,
@@ -58,6 +57,7 @@ from bench.common import (
     wait_until,
     write_json,
 )
+from monitor.lab.harness import free_port
 
 NAME = "per_probe_cpu"
 KINDS = ("http", "https")
@@ -302,7 +302,7 @@ def run_scheduled(
     by_kind = {kind: [site for site in sites if site.kind == kind] for kind in KINDS}
     scheduled_config(lab, [], config)  # first nothing at 1 s: the daemon's idle baseline
     daemon = start_daemon(config, workdir / "monitor-scheduled.log")
-    stack.callback(daemon.proc.stop)
+    stack.callback(daemon.stop)
     time.sleep(args.settle)
     idle = scheduled_phase(daemon, args.idle_seconds * 2)
     idle_rate = idle.cpu / idle.wall
@@ -326,7 +326,7 @@ def run_scheduled(
         if profiler is not None:
             profiler.stop()
     results["all"] = all_tally.figures(idle_rate)
-    daemon.proc.stop()
+    daemon.stop()
     return results, profiler.as_dict() if profiler else None
 
 
@@ -445,7 +445,7 @@ def run(args: argparse.Namespace, info: dict[str, Any], workdir: Path) -> dict[s
         )
 
         ours = start_daemon(lab.config, workdir / "monitor-probe.log")
-        stack.callback(ours.proc.stop)
+        stack.callback(ours.stop)
         probers: dict[str, tuple[int, dict[str, list[str]]]] = {
             "ours": (
                 ours.pid,
@@ -485,7 +485,7 @@ def run(args: argparse.Namespace, info: dict[str, Any], workdir: Path) -> dict[s
         )
         cpu_total = {name: round(cpu_seconds(pid), 3) for name, (pid, _) in probers.items()}
         # Quiet machine for the scheduled phase: stop both probers now.
-        ours.proc.stop()
+        ours.stop()
         if blackbox_mode != "off":
             bb_proc.stop()
 

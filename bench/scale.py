@@ -164,7 +164,7 @@ def run(
         lab_seconds = time.monotonic() - started
         started = time.monotonic()
         daemon = start_daemon(lab.config, workdir / "monitor.log", timeout=600)
-        stack.callback(daemon.proc.stop)
+        stack.callback(daemon.stop)
         daemon_seconds = time.monotonic() - started
         print(
             f"lab: {args.targets} synthetic targets (+5 controls) ready in {lab_seconds:.1f} s; "
@@ -174,7 +174,7 @@ def run(
         )
         result["startup"] = {"lab_seconds": round(lab_seconds, 2), "daemon_seconds": round(daemon_seconds, 2)}
         time.sleep(warmup)
-        daemon.proc.check_alive()
+        daemon.check_alive()
 
         profiler = Profiler(daemon.pid, workdir / "profile-scale.txt").start() if args.profile else None
         procs: list[dict[str, float]] = []
@@ -192,7 +192,7 @@ def run(
             if now >= end:
                 break
             time.sleep(min(args.sample_every, end - now))
-            daemon.proc.check_alive()
+            daemon.check_alive()
             lab.proc.check_alive()
             procs.append(proc_sample(daemon.pid, lab.proc.pid))
             if time.monotonic() >= next_scrape or time.monotonic() >= end:

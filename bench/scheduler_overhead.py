@@ -84,6 +84,8 @@ async def apscheduler_jobs(catalog: Catalog, interval: int) -> float:
     try:
         return await _measure(fires, interval)
     finally:
+        scheduler.pause()
+        await schedule.drain()
         scheduler.shutdown(wait=False)
         await asyncio.sleep(0)
 

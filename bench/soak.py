@@ -27,7 +27,8 @@ from prometheus_client.parser import text_string_to_metric_families
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.common import cpu_seconds, fd_count, free_port, rss_mib
+from bench.common import cpu_seconds, fd_count, rss_mib
+from monitor.lab.harness import run_monitor
 from monitor.lab.hostile import HostileKind, HostileServer
 from monitor.lab.internet import SimulatedInternet
 from monitor.lab.presets import synthetic
@@ -109,24 +110,9 @@ async def soak(targets: int, interval: str, duration: float, hostile: int, workd
             if site.host.kind in (HostKind.HTTP, HostKind.HTTPS) and not site.host.is_control
         ]
         flapping = asyncio.create_task(_flap(net, web_sites[::3]))
-        port = free_port()
         log_path = workdir / "daemon.log"
-        with open(log_path, "wb") as log:
-            daemon = await asyncio.create_subprocess_exec(
-                sys.executable,
-                "-m",
-                "monitor",
-                "run",
-                "--config",
-                str(config),
-                "--listen",
-                f"127.0.0.1:{port}",
-                "--state",
-                str(workdir / "journal.sqlite"),
-                stdout=asyncio.subprocess.DEVNULL,
-                stderr=log,
-            )
-        base = f"http://127.0.0.1:{port}"
+        daemon = run_monitor(config, state=workdir / "journal.sqlite", log=log_path)
+        base = daemon.base
         samples: list[dict[str, float]] = []
         try:
             async with aiohttp.ClientSession() as session:
@@ -142,8 +128,7 @@ async def soak(targets: int, interval: str, duration: float, hostile: int, workd
                     await asyncio.sleep(max(1.0, duration / 40))
         finally:
             flapping.cancel()
-            daemon.send_signal(signal.SIGTERM)
-            await asyncio.wait_for(daemon.wait(), 30)
+            await asyncio.to_thread(daemon.stop, signal.SIGTERM, 30)
             for server in servers:
                 await server.close()
     log_text = log_path.read_text(errors="replace")
@@ -168,7 +153,7 @@ async def soak(targets: int, interval: str, duration: float, hostile: int, workd
         "daemon_cpu_core_fraction": (last["cpu_seconds"] - first["cpu_seconds"])
         / max(last["t"] - first["t"], 1),
         "tracebacks_in_log": log_text.count("Traceback"),
-        "exit_code": daemon.returncode,
+        "exit_code": daemon.popen.returncode,
     }
 
 

@@ -4,8 +4,10 @@ the daemon's own metrics. Everything periodic (probes, analysis, journal sync) i
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -74,6 +76,7 @@ class Monitor:
         self.catalog: Catalog | None = None
         self.started_at = time.time()
         self._evaluate_every: float | None = None
+        self._periodic: set[asyncio.Task[None]] = set()  # analysis and journal jobs running now
 
     async def start(self) -> None:
         """Load the catalog (an invalid one at start is fatal: there is nothing to fall back on)."""
@@ -130,16 +133,28 @@ class Monitor:
             )
 
     async def _evaluate(self) -> None:
-        try:
-            self.analyzer.evaluate()
-        except Exception:
-            log.exception("outage analysis failed; retrying")
+        with self._tracked():
+            try:
+                self.analyzer.evaluate()
+            except Exception:
+                log.exception("outage analysis failed; retrying")
 
     async def _sync_journal(self) -> None:
+        with self._tracked():
+            try:
+                await self.analyzer.sync_journal()
+            except Exception:
+                log.exception("journal sync failed; retrying")
+
+    @contextlib.contextmanager
+    def _tracked(self) -> Iterator[None]:
+        task = asyncio.current_task()
+        assert task is not None
+        self._periodic.add(task)
         try:
-            await self.analyzer.sync_journal()
-        except Exception:
-            log.exception("journal sync failed; retrying")
+            yield
+        finally:
+            self._periodic.discard(task)
 
     async def _probe_and_record(self, target: Target) -> None:
         result = await self.prober.probe(target)
@@ -156,7 +171,11 @@ class Monitor:
         """No new probes; running ones get a grace period; then the journal gets its last sync."""
         if self.scheduler.running:
             self.scheduler.pause()
+            await asyncio.sleep(0)  # jobs submitted in the last turn of the loop start and register
             await self.probes.drain()
+            if self._periodic:
+                await asyncio.wait(set(self._periodic), timeout=5)
+            # Nothing is left for apscheduler to cancel (it would log each as a job error).
             self.scheduler.shutdown(wait=False)
             await asyncio.sleep(0)  # AsyncIOScheduler shuts down on the next turn of the loop
         await self.analyzer.close()

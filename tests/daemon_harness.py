@@ -1,13 +1,11 @@
-"""A running `monitor run` subprocess against the lab, and helpers to read its metrics."""
+"""The daemon under test: started through monitor.lab.harness, read over HTTP from async tests."""
 
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
-import socket
 import ssl
-import sys
+import subprocess
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -17,13 +15,10 @@ from typing import Any
 import aiohttp
 from prometheus_client.parser import text_string_to_metric_families
 
+from monitor.lab.harness import MonitorProcess, free_port, run_monitor
 from monitor.lab.internet import SimulatedInternet
 
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+__all__ = ["Daemon", "free_port", "start_daemon", "until", "write_fast_config"]
 
 
 def write_fast_config(net: SimulatedInternet, path: Path) -> Path:
@@ -38,25 +33,35 @@ def write_fast_config(net: SimulatedInternet, path: Path) -> Path:
 
 @dataclass
 class Daemon:
-    process: asyncio.subprocess.Process
-    port: int
-    config: Path
-    state: Path
-    tls: ssl.SSLContext | None = None  # the client side, when the daemon serves TLS
+    """A running `monitor run` (started by the lab's harness) with async HTTP helpers."""
+
+    proc: MonitorProcess
+
+    @property
+    def process(self) -> subprocess.Popen[bytes]:
+        return self.proc.popen
+
+    @property
+    def port(self) -> int:
+        return self.proc.port
+
+    @property
+    def config(self) -> Path:
+        return self.proc.config
 
     @property
     def log(self) -> Path:
         """The daemon's stderr."""
-        return self.config.with_suffix(".log")
+        return self.proc.log
 
     @property
     def base(self) -> str:
-        return f"{'https' if self.tls else 'http'}://127.0.0.1:{self.port}"
+        return self.proc.base
 
     async def get(self, path: str, headers: dict[str, str] | None = None) -> tuple[int, str]:
         async with (
             aiohttp.ClientSession() as session,
-            session.get(self.base + path, ssl=self.tls or False, headers=headers) as response,
+            session.get(self.base + path, ssl=self.proc.tls or False, headers=headers) as response,
         ):
             return response.status, await response.text()
 
@@ -80,48 +85,20 @@ class Daemon:
             return await response.json()
 
     async def stop(self, sig: int = signal.SIGTERM) -> float:
-        """Send `sig` and return how long the daemon took to exit."""
-        started = time.monotonic()
-        if self.process.returncode is None:
-            self.process.send_signal(sig)
-            try:
-                await asyncio.wait_for(self.process.wait(), 15)
-            except TimeoutError:
-                self.process.kill()
-                await self.process.wait()
-                raise
-        elapsed = time.monotonic() - started
-        log = self.log.read_text(errors="replace")
-        assert "Traceback" not in log and "Logging error" not in log, f"the daemon logged a traceback:\n{log}"
+        """Send `sig` and return how long the daemon took to exit; its log must hold no traceback."""
+        elapsed = await asyncio.to_thread(self.proc.stop, sig)
+        self.proc.assert_clean_log()
         return elapsed
 
 
 async def start_daemon(config: Path, state: Path, *extra: str, tls: ssl.SSLContext | None = None) -> Daemon:
-    port = free_port()
-    with open(config.with_suffix(".log"), "wb") as log:  # the child keeps its own copy of the fd
-        process = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "monitor",
-            "run",
-            "--config",
-            str(config),
-            "--listen",
-            f"127.0.0.1:{port}",
-            "--state",
-            str(state),
-            *extra,
-            env={**os.environ, "PYTHONUNBUFFERED": "1"},
-            stdout=asyncio.subprocess.DEVNULL,
-            stderr=log,
-        )
-    daemon = Daemon(process, port, config, state, tls)
+    daemon = Daemon(run_monitor(config, *extra, state=state, tls=tls))
     await until(lambda: _healthy(daemon), timeout=20, what="the daemon to serve /healthz")
     return daemon
 
 
 async def _healthy(daemon: Daemon) -> bool:
-    if daemon.process.returncode is not None:
+    if not daemon.proc.alive():
         raise AssertionError(f"the daemon exited: {daemon.log.read_text()}")
     try:
         status, _ = await daemon.get("/healthz")

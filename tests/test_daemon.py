@@ -7,13 +7,13 @@ import json
 import shutil
 import signal
 import subprocess
-import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 import pytest_asyncio
 
+from monitor.lab.harness import monitor_command
 from monitor.lab.presets import KAZAKHSTAN_STAYS_UP, KCELL, kazakhstan
 from monitor.lab.web import Mode
 from tests.daemon_harness import Daemon, start_daemon, until, write_fast_config
@@ -207,10 +207,7 @@ async def test_restart_during_an_outage_keeps_its_start_time(net, tmp_path: Path
         await second.stop()
         await net.restore_all()
     listing = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "monitor",
-        "outages",
+        *monitor_command("outages"),
         "--state",
         str(state),
         "--json",
@@ -225,10 +222,7 @@ async def test_restart_during_an_outage_keeps_its_start_time(net, tmp_path: Path
 async def test_check_command_prints_a_table_and_fails_when_a_target_fails(net, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     config = write_fast_config(net, tmp_path / "targets.yaml")
     process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "monitor",
-        "check",
+        *monitor_command("check"),
         "--config",
         str(config),
         "kazinform",
@@ -245,10 +239,7 @@ async def test_check_command_prints_a_table_and_fails_when_a_target_fails(net, t
     ]
     assert process.returncode == 1
     process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "monitor",
-        "check",
+        *monitor_command("check"),
         "--config",
         str(config),
         "kazinform",

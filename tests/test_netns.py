@@ -19,6 +19,8 @@ from pathlib import Path
 
 import pytest
 
+from monitor.lab.harness import monitor_command
+
 pytestmark = pytest.mark.netns
 
 SERVER_IP = "10.203.0.1"
@@ -51,12 +53,7 @@ class Namespaces:
                 "netns",
                 "exec",
                 self.client,
-                sys.executable,
-                "-m",
-                "monitor",
-                "check",
-                "--config",
-                str(config),
+                *monitor_command("check", "--config", str(config)),
             ],
             capture_output=True,
             text=True,

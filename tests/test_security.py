@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import ssl
-import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -16,6 +15,7 @@ import pytest_asyncio
 import trustme
 import yaml
 
+from monitor.lab.harness import run_monitor
 from monitor.lab.internet import SimulatedInternet
 from monitor.lab.presets import kazakhstan
 from tests.daemon_harness import Daemon, start_daemon, until, write_fast_config
@@ -171,17 +171,7 @@ async def test_a_web_config_with_a_plain_password_is_refused_with_a_clear_error(
     web_config.write_text("basic_auth_users:\n  prometheus: hunter2\n")
     config = tmp_path / "targets.yaml"
     config.write_text("targets: []\n")
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "monitor",
-        "run",
-        "--config",
-        str(config),
-        "--web-config",
-        str(web_config),
-        stderr=asyncio.subprocess.PIPE,
-    )
-    _, stderr = await asyncio.wait_for(process.communicate(), 30)
-    assert process.returncode == 2
-    assert f"{web_config}:2: basic_auth_users.prometheus: must be a bcrypt hash" in stderr.decode()
+    proc = run_monitor(config, "--web-config", str(web_config))
+    assert await asyncio.to_thread(proc.popen.wait, 30) == 2
+    stderr = proc.log.read_text()
+    assert f"{web_config}:2: basic_auth_users.prometheus: must be a bcrypt hash" in stderr
