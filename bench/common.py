@@ -1,5 +1,6 @@
 """Shared helpers of the benchmarks: process accounting from /proc, subprocesses (the lab, our
-daemon, blackbox_exporter), readiness, Prometheus text parsing, tables, JSON and py-spy.
+daemon through monitor.lab.harness, blackbox_exporter), readiness, Prometheus text parsing,
+tables, JSON and py-spy.
 
 Everything listens on and connects to 127.0.0.0/8 only.
 """
@@ -19,9 +20,8 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections import Counter
-from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -560,40 +560,24 @@ def default_json(name: str) -> Path:
 
 @dataclass
 class Profiler:
-    """`py-spy record --nonblocking` attached to `pid`, collapsed stacks into `out`."""
+    """`py-spy record --nonblocking` attached to `pid`, writing py-spy's own flame graph (SVG)."""
 
     pid: int
     out: Path
     proc: Proc | None = None
     error: str | None = None
-    top: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
 
     def start(self, rate: int = 200) -> Profiler:
         binary = shutil.which("py-spy")
         if binary is None:
             self.error = "py-spy is not installed (pip install py-spy)"
             return self
-        self.proc = start_process(
-            "py-spy",
-            [
-                binary,
-                "record",
-                "--pid",
-                str(self.pid),
-                "--nonblocking",
-                "--rate",
-                str(rate),
-                "--format",
-                "raw",
-                "--output",
-                str(self.out),
-                "--threads",
-            ],
-            self.out.with_suffix(".log"),
-        )
+        argv = [binary, "record", "--pid", str(self.pid), "--nonblocking", "--rate", str(rate)]
+        argv += ["--format", "flamegraph", "--output", str(self.out)]
+        self.proc = start_process("py-spy", argv, self.out.with_suffix(".log"))
         return self
 
-    def stop(self, top_n: int = 25) -> Profiler:
+    def stop(self) -> Profiler:
         if self.proc is None:
             return self
         if self.proc.alive():
@@ -604,107 +588,11 @@ class Profiler:
                 self.proc.stop()
         if not self.out.exists():
             self.error = f"py-spy wrote nothing: {self.proc.tail(5)}"
-            return self
-        self.top = summarize_collapsed(self.out.read_text().splitlines(), top_n)
         return self
 
     def as_dict(self) -> dict[str, Any]:
-        return {"file": str(self.out), "error": self.error, **self.top}
+        return {"file": str(self.out), "error": self.error}
 
 
-def _frame_key(frame: str) -> str:
-    # py-spy raw frames look like "function (path/to/file.py:123)"; drop the line number so a
-    # function is one entry however many lines of it were sampled.
-    name, _, where = frame.partition(" (")
-    where = where.rstrip(")")
-    path, _, _line = where.rpartition(":")
-    path = path or where
-    for marker in ("site-packages/", "lib/python3", "/work/main/"):
-        if marker in path:
-            path = path.split(marker, 1)[1]
-            break
-    return f"{name} ({path})" if path else name
-
-
-# Frames every sample passes through (the interpreter's entry and the event loop): listed by
-# total time they only say "100 %", so they are left out of top_total.
-_WRAPPERS = (
-    "(<frozen runpy>)",
-    "(asyncio/runners.py)",
-    "(asyncio/base_events.py)",
-    "Handle._run (asyncio/events.py)",
-    "(monitor/__main__.py)",
-    "main (monitor/cli.py)",
-    "_run (monitor/cli.py)",
-    "(threading.py)",
-    "(concurrent/futures/thread.py)",
-)
-
-
-def summarize_collapsed(lines: Iterable[str], top_n: int = 25) -> dict[str, Any]:
-    """Top functions by own samples and by total samples (function and its callees), the
-    monitor's own functions by total, and source files by own samples."""
-    own: Counter[str] = Counter()
-    tot: Counter[str] = Counter()
-    files: Counter[str] = Counter()
-    samples = 0
-    for line in lines:
-        stack, _, count_text = line.rpartition(" ")
-        if not stack or not count_text.isdigit():
-            continue
-        count = int(count_text)
-        frames = [
-            _frame_key(frame)
-            for frame in stack.split(";")
-            if frame and not frame.startswith("thread (") and not frame.startswith("process ")
-        ]
-        if not frames:
-            continue
-        samples += count
-        own[frames[-1]] += count
-        files[frames[-1].rpartition(" (")[2].rstrip(")") or frames[-1]] += count
-        for frame in set(frames):
-            tot[frame] += count
-
-    def rows(counter: Counter[str], keep: Callable[[str], bool] = lambda name: True) -> list[dict[str, Any]]:
-        chosen = [(name, n) for name, n in counter.most_common() if keep(name)][:top_n]
-        return [
-            {"function": name, "samples": n, "percent": round(100 * n / samples, 1)} for name, n in chosen
-        ]
-
-    def unwrapped(name: str) -> bool:
-        return not any(wrapper in name for wrapper in _WRAPPERS)
-
-    return {
-        "samples": samples,
-        "top_own": rows(own),
-        "top_total": rows(tot, unwrapped),
-        "top_total_monitor": rows(tot, lambda name: "(monitor/" in name and unwrapped(name)),
-        "top_own_files": rows(files),
-    }
-
-
-def print_profile(title: str, profile: dict[str, Any], top_n: int = 15) -> None:
-    if profile.get("error"):
-        print(f"\n{title}: {profile['error']}")
-        return
-    if not profile.get("samples"):
-        print(f"\n{title}: no samples")
-        return
-    print(f"\n{title} (py-spy, {profile['samples']} samples, non-idle threads; file {profile['file']})")
-    for key, label in (
-        ("top_own", "own time"),
-        ("top_total", "total time (function and callees; event-loop and entry frames left out)"),
-        ("top_total_monitor", "total time, monitor/ functions only"),
-        ("top_own_files", "own time per source file"),
-    ):
-        if key not in profile:
-            continue
-        print(f"  top by {label}:")
-        print(
-            "    "
-            + table(
-                [[r["function"], r["samples"], f"{r['percent']:.1f}%"] for r in profile[key][:top_n]],
-                ["function", "samples", "share"],
-            ).replace("\n", "\n    ")
-        )
+def print_profile(title: str, profile: dict[str, Any]) -> None:
+    print(f"\n{title}: {profile['error'] or 'flame graph in ' + profile['file']}")

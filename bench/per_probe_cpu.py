@@ -306,7 +306,7 @@ def run_scheduled(
     time.sleep(args.settle)
     idle = scheduled_phase(daemon, args.idle_seconds * 2)
     idle_rate = idle.cpu / idle.wall
-    profiler = Profiler(daemon.pid, workdir / "profile-scheduled.txt").start() if args.profile else None
+    profiler = Profiler(daemon.pid, workdir / "profile-scheduled.svg").start() if args.profile else None
     results: dict[str, Any] = {"idle_cpu_cores": round(idle_rate, 4), "idle_probes": idle.probes}
     all_tally = Tally()
     try:
@@ -472,7 +472,7 @@ def run(args: argparse.Namespace, info: dict[str, Any], workdir: Path) -> dict[s
 
         idle = {name: idle_cores(pid, args.idle_seconds) for name, (pid, _) in probers.items()}
         before = ours.metrics()
-        profiler = Profiler(ours.pid, workdir / "profile-probe.txt").start() if args.profile else None
+        profiler = Profiler(ours.pid, workdir / "profile-probe.svg").start() if args.profile else None
         system = SystemMeter().start()
         try:
             tallies = asyncio.run(run_rounds(args, probers))

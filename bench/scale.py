@@ -176,7 +176,7 @@ def run(
         time.sleep(warmup)
         daemon.check_alive()
 
-        profiler = Profiler(daemon.pid, workdir / "profile-scale.txt").start() if args.profile else None
+        profiler = Profiler(daemon.pid, workdir / "profile-scale.svg").start() if args.profile else None
         procs: list[dict[str, float]] = []
         scrapes: list[dict[str, Any]] = []
         system = SystemMeter().start()

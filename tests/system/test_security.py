@@ -17,20 +17,13 @@ import yaml
 
 from monitor.lab.harness import run_monitor
 from monitor.lab.internet import SimulatedInternet
-from monitor.lab.presets import kazakhstan
-from tests.daemon_harness import Daemon, start_daemon, until, write_fast_config
+from tests.system.daemon_harness import Daemon, start_daemon, until, write_fast_config
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
 PASSWORD = "hunter2-correct-horse"
 URL_PASSWORD = "s3cr3t-in-the-url"
 TOKEN = "t0ken-in-the-query"
-
-
-@pytest_asyncio.fixture(scope="module", loop_scope="module")
-async def net(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[SimulatedInternet]:
-    async with kazakhstan(workdir=tmp_path_factory.mktemp("lab")) as internet:
-        yield internet
 
 
 def config_with(net: SimulatedInternet, path: Path, **top: object) -> Path:

@@ -22,7 +22,7 @@ from monitor.catalog.catalog import load_catalog
 from monitor.catalog.durations import parse_duration
 from monitor.outages.analysis import Analyzer
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy"
 RULES = DEPLOY / "rules" / "monitor-alerts.yml"
 RULE_TESTS = DEPLOY / "rules" / "monitor-alerts.test.yml"

@@ -1,5 +1,5 @@
 """Each classifier as a table: exception in, failure string out (the provoked-for-real cases are in
-test_probes.py)."""
+tests/system/test_probes.py)."""
 
 from __future__ import annotations
 

@@ -35,8 +35,8 @@ from monitor.catalog.durations import format_duration, parse_duration
 from monitor.lab.internet import SimulatedInternet
 from monitor.lab.presets import KAZAKHSTAN_STAYS_UP, KCELL, kazakhstan
 from monitor.lab.web import Mode
-from tests.daemon_harness import Daemon, free_port, start_daemon, until, write_fast_config
-from tests.test_deploy import (
+from tests.system.daemon_harness import Daemon, free_port, start_daemon, until, write_fast_config
+from tests.system.test_deploy import (
     ALERTMANAGER_CONFIG,
     GRAFANA_VARIABLES,
     OUTAGE_SCOPES,

@@ -14,7 +14,7 @@ import pytest_asyncio
 from monitor.lab.internet import SimulatedInternet
 from monitor.lab.presets import synthetic
 from monitor.lab.web import Mode
-from tests.daemon_harness import start_daemon, until
+from tests.system.daemon_harness import start_daemon, until
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 

@@ -43,7 +43,7 @@ from monitor.lab import (
 )
 from monitor.lab.topology import cymru_origin_name, network_prefix
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 SHORT = 0.4  # long enough for anything on loopback, short enough to call a hang a hang
 
 

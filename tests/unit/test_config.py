@@ -1,7 +1,5 @@
 from __future__ import annotations
 
-import subprocess
-import sys
 import textwrap
 from pathlib import Path
 
@@ -18,8 +16,9 @@ from monitor.catalog.catalog import (
 from monitor.catalog.durations import format_duration, parse_duration
 from monitor.catalog.problems import ConfigError
 from monitor.catalog.schema import SYSTEM, Nameserver
+from monitor.cli import main
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 GOOD = textwrap.dedent("""\
     defaults:
@@ -212,21 +211,12 @@ def test_the_shipped_catalog_is_valid_and_has_what_the_issue_asks_for() -> None:
     assert any(target.kind == "dns" for target in catalog.targets)
 
 
-def test_validate_command_exits_non_zero_with_the_problems(tmp_path: Path) -> None:
+def test_validate_command_exits_non_zero_with_the_problems(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     config = tmp_path / "bad.yaml"
     config.write_text("targets:\n  - {name: a, tcp: nope, country: KZ, category: x}\n")
-    run = subprocess.run(
-        [sys.executable, "-m", "monitor", "validate", "--config", str(config)],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert run.returncode == 2
-    assert f"{config}:2: targets[0].tcp: 'nope' needs a port, like nope:443" in run.stderr
-    good = subprocess.run(
-        [sys.executable, "-m", "monitor", "validate", "--config", str(REPO / "targets.yaml")],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert good.returncode == 0 and "OK" in good.stdout
+    assert main(["validate", "--config", str(config)]) == 2
+    assert f"{config}:2: targets[0].tcp: 'nope' needs a port, like nope:443" in capsys.readouterr().err
+    assert main(["validate", "--config", str(REPO / "targets.yaml")]) == 0
+    assert "OK" in capsys.readouterr().out

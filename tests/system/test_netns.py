@@ -58,7 +58,7 @@ class Namespaces:
             capture_output=True,
             text=True,
             timeout=60,
-            cwd=Path(__file__).resolve().parents[1],
+            cwd=Path(__file__).resolve().parents[2],
         )
         return [line.split() for line in run.stdout.splitlines()[1:]]
 

@@ -14,19 +14,13 @@ import pytest
 import pytest_asyncio
 
 from monitor.lab.harness import monitor_command
-from monitor.lab.presets import KAZAKHSTAN_STAYS_UP, KCELL, kazakhstan
+from monitor.lab.presets import KAZAKHSTAN_STAYS_UP, KCELL
 from monitor.lab.web import Mode
-from tests.daemon_harness import Daemon, start_daemon, until, write_fast_config
+from tests.system.daemon_harness import Daemon, start_daemon, until, write_fast_config
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
 GEO_BLOCKED = "akorda"
-
-
-@pytest_asyncio.fixture(scope="module", loop_scope="module")
-async def net(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[object]:
-    async with kazakhstan(workdir=tmp_path_factory.mktemp("lab")) as internet:
-        yield internet
 
 
 @pytest_asyncio.fixture(loop_scope="module")

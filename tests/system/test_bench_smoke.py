@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 BLACKBOX = "prometheus-blackbox-exporter"
 
 
@@ -130,3 +130,11 @@ def test_detection_quick(tmp_path: Path) -> None:
     assert summary["interval_seconds"] == 5
     assert summary["goal_intervals"] == 3
     assert "Detection latency" in stdout
+
+
+def test_scheduler_overhead_quick(tmp_path: Path) -> None:
+    result, stdout = _run("scheduler_overhead", tmp_path / "scheduler_overhead.json")
+    assert (result["targets"], result["interval_seconds"]) == (300, 2)
+    assert result["apscheduler_us_per_fire"] > 0 and result["bare_timer_us_per_fire"] > 0
+    assert result["ratio_apscheduler_over_bare_timer"] > 0
+    assert "apscheduler" in stdout and "bare timer" in stdout
