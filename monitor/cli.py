@@ -7,15 +7,10 @@ import asyncio
 import contextlib
 import json
 import logging
-import signal
 import sys
-import tempfile
 import time
-from collections.abc import AsyncIterator, Coroutine, Sequence
-from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
-
-from aiohttp import web
+from collections.abc import Coroutine, Sequence
+from typing import Any, TypeVar
 
 from monitor import __version__
 from monitor.catalog.catalog import Catalog, Target, adhoc_target, load_catalog
@@ -26,10 +21,7 @@ from monitor.catalog.sharding import Shard, parse_shard
 from monitor.outages.journal import Journal, JournalError
 from monitor.probing.failures import Phase
 from monitor.probing.result import ProbeResult
-from monitor.serving.webconfig import WebConfig, load_web_config
-
-if TYPE_CHECKING:
-    from monitor.daemon import Monitor
+from monitor.serving.webconfig import load_web_config
 
 __all__ = ["main"]
 
@@ -135,98 +127,22 @@ def _run(args: argparse.Namespace) -> int:
 
 
 async def _serve(args: argparse.Namespace, host: str, port: int) -> None:
-    from monitor.daemon import Monitor
+    from monitor.daemon import Monitor, serve
 
     web_config = load_web_config(args.web_config) if args.web_config else None
     monitor = Monitor(
         args.config, state_path=args.state, max_concurrency=args.max_concurrency, shard=args.shard
     )
-    async with _serving(monitor, host, port, args.enable_lifecycle, web_config) as stopping:
+    async with serve(monitor, host, port, args.enable_lifecycle, web_config) as stopping:
         await stopping.wait()
-
-
-@contextlib.asynccontextmanager
-async def _serving(
-    monitor: Monitor, host: str, port: int, enable_lifecycle: bool, web_config: WebConfig | None = None
-) -> AsyncIterator[asyncio.Event]:
-    """Start probing and serving; yield an event set by SIGTERM or SIGINT; stop cleanly."""
-    from monitor.serving.web import build_app
-
-    await monitor.start()
-    app = build_app(monitor, enable_lifecycle=enable_lifecycle, web_config=web_config)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    stopping = asyncio.Event()
-    try:
-        ssl_context = web_config.ssl_context() if web_config else None
-        await web.TCPSite(runner, host, port, ssl_context=ssl_context).start()
-        loop = asyncio.get_running_loop()
-        loop.add_signal_handler(signal.SIGHUP, monitor.reload)
-        for signum in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(signum, stopping.set)
-        log.info(
-            "probing %d targets, serving on %s://%s:%d/metrics",
-            len(monitor.catalog.targets) if monitor.catalog else 0,
-            "https" if ssl_context else "http",
-            host,
-            port,
-        )
-        yield stopping
-    finally:
-        log.info("stopping")
-        await monitor.stop()
-        await runner.cleanup()
 
 
 def _demo(args: argparse.Namespace) -> int:
     host, port = parse_host_port(args.listen)
-    _run_async(args, _run_demo(args, host, port))
+    from monitor.demo import run_demo
+
+    _run_async(args, run_demo(args, host, port))
     return 0
-
-
-async def _run_demo(args: argparse.Namespace, host: str, port: int) -> None:
-    from monitor.daemon import Monitor
-    from monitor.lab.presets import kazakhstan
-    from monitor.lab.scenario import Step, replay
-
-    with tempfile.TemporaryDirectory(prefix="monitor-demo-") as workdir:
-        async with kazakhstan(workdir=workdir) as net:
-            config = net.write_targets_yaml(
-                Path(workdir) / "targets.yaml",
-                interval=args.interval,
-                timeout=args.timeout,
-                defaults={"down_after": 2, "up_after": 2},
-            )
-            state = args.state or str(Path(workdir) / "journal.sqlite")
-            monitor = Monitor(config, state_path=state)
-            async with _serving(monitor, host, port, enable_lifecycle=False) as stopping:
-                print(
-                    _DEMO_BANNER.format(host=host, port=port, config=config, dns=net.dns_address), flush=True
-                )
-
-                def announce(step: Step) -> None:
-                    print(f"[{time.strftime('%H:%M:%S')}] {step.when:>16}  {step.what}", flush=True)
-
-                scenario = asyncio.create_task(
-                    replay(net, args.phase_seconds, loop=not args.once, announce=announce)
-                )
-                stop = asyncio.create_task(stopping.wait())
-                await asyncio.wait({scenario, stop}, return_when=asyncio.FIRST_COMPLETED)
-                for task in (scenario, stop):
-                    task.cancel()
-                if scenario.done() and not scenario.cancelled() and scenario.exception():
-                    raise scenario.exception()  # type: ignore[misc]
-
-
-_DEMO_BANNER = """\
-Shutdown monitor demo: a simulated Kazakhstan, January 2022, on loopback only (nothing leaves 127.0.0.0/8).
-  metrics      http://{host}:{port}/metrics
-  status       http://{host}:{port}/api/status
-  outages      http://{host}:{port}/api/outages
-  catalog      {config}  (lab DNS at {dns})
-Point Prometheus at it: prometheus --config.file=deploy/prometheus-local.yml  (scrapes {host}:{port},
-loads deploy/rules/); Grafana dashboards are in dashboards/. Ctrl-C stops the demo.
-"""
 
 
 def _outages(args: argparse.Namespace) -> int:

@@ -6,11 +6,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import signal
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
+from aiohttp import web
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.interval import IntervalTrigger
 from prometheus_client import (
@@ -34,8 +36,10 @@ from monitor.probing.latest import LatestResults
 from monitor.probing.prober import Prober
 from monitor.probing.result import ProbeResult
 from monitor.probing.scheduler import ProbeSchedule, quiet_apscheduler
+from monitor.serving.web import build_app
+from monitor.serving.webconfig import WebConfig
 
-__all__ = ["Monitor"]
+__all__ = ["DaemonMetrics", "Monitor", "serve"]
 
 disable_created_metrics()  # `_created` series double the exposition and no dashboard reads them
 
@@ -180,6 +184,38 @@ class Monitor:
             await asyncio.sleep(0)  # AsyncIOScheduler shuts down on the next turn of the loop
         await self.analyzer.close()
         await self.prober.close()
+
+
+@contextlib.asynccontextmanager
+async def serve(
+    monitor: Monitor, host: str, port: int, enable_lifecycle: bool, web_config: WebConfig | None = None
+) -> AsyncIterator[asyncio.Event]:
+    """Start probing and serving; yield an event set by SIGTERM or SIGINT; stop cleanly."""
+    await monitor.start()
+    app = build_app(monitor, enable_lifecycle=enable_lifecycle, web_config=web_config)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    stopping = asyncio.Event()
+    try:
+        ssl_context = web_config.ssl_context() if web_config else None
+        await web.TCPSite(runner, host, port, ssl_context=ssl_context).start()
+        loop = asyncio.get_running_loop()
+        loop.add_signal_handler(signal.SIGHUP, monitor.reload)
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, stopping.set)
+        log.info(
+            "probing %d targets, serving on %s://%s:%d/metrics",
+            len(monitor.catalog.targets) if monitor.catalog else 0,
+            "https" if ssl_context else "http",
+            host,
+            port,
+        )
+        yield stopping
+    finally:
+        log.info("stopping")
+        await monitor.stop()
+        await runner.cleanup()
+
 
 
 class DaemonMetrics:

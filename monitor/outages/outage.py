@@ -31,10 +31,6 @@ class Outage:
     evidence: Counter[str] = field(default_factory=Counter)
     id: str = field(default_factory=lambda: uuid.uuid4().hex)
 
-    @property
-    def open(self) -> bool:
-        return self.ended_at is None
-
     def as_dict(self) -> dict[str, Any]:
         return {
             "id": self.id,
