@@ -78,3 +78,20 @@ def test_the_rule_catches_an_upward_import(tmp_path: Path) -> None:
     module.write_text("def f():\n    from monitor.serving.web import build_app\n")
     assert _imports(module) == [(2, "monitor.serving.web")]
     assert LAYERS[_layer("monitor.serving.web")] > LAYERS["probing"]
+
+
+def test_the_readme_tree_names_every_module() -> None:
+    readme = (PACKAGE.parent / "README.md").read_text()
+    tree = readme[readme.index("monitor/   cli.py") :]
+    tree = tree[: tree.index("```")]
+    folders = {path.parent.name for path in MODULES if path.parent != PACKAGE}
+    for folder in folders - {"lab"}:
+        line = next(line for line in tree.splitlines() if line.strip().startswith(f"{folder}/"))
+        block = tree[tree.index(line) :].split("\n  ", 2)[:2]
+        named = " ".join(block)
+        for path in (PACKAGE / folder).glob("*.py"):
+            if path.stem != "__init__":
+                assert path.stem in named, f"README's tree does not name {folder}/{path.name}"
+    for path in PACKAGE.glob("*.py"):
+        if path.stem not in ("__init__", "__main__"):
+            assert f"{path.name}" in tree, f"README's tree does not name {path.name}"
