@@ -10,29 +10,28 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar, Literal, TypeVar
-from urllib.parse import parse_qsl, urlsplit
+from typing import Any, TypeVar
+from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ValidationError
+from pydantic import ValidationError
 
 from monitor.catalog.problems import ConfigError, ConfigProblem
 from monitor.catalog.schema import (
     KIND_KEYS,
     AnalysisOptions,
     ASNLookup,
-    ConnectEntry,
+    ConnectSpec,
     Defaults,
-    DNSEntry,
-    DNSQuery,
+    DNSSpec,
     Document,
     HTTPEntry,
-    HTTPOptions,
+    HTTPSpec,
     Kind,
     Resolver,
+    Spec,
     TargetEntry,
     TLSConnectEntry,
-    TLSOptions,
-    parse_host_port,
+    TLSConnectSpec,
 )
 from monitor.catalog.yaml_lines import LocatedYAML, YAMLLoadError, load_located
 
@@ -50,38 +49,6 @@ __all__ = [
 ]
 
 
-@dataclass(frozen=True, slots=True)
-class HTTPSpec:
-    kind: ClassVar[Literal["http"]] = "http"
-    url: str
-    host: str
-    port: int
-    http: HTTPOptions
-    tls: TLSOptions
-
-
-@dataclass(frozen=True, slots=True)
-class DNSSpec:
-    kind: ClassVar[Literal["dns"]] = "dns"
-    query: DNSQuery
-
-
-@dataclass(frozen=True, slots=True)
-class ConnectSpec:
-    kind: ClassVar[Literal["tcp"]] = "tcp"
-    host: str
-    port: int
-
-
-@dataclass(frozen=True, slots=True)
-class TLSConnectSpec:
-    kind: ClassVar[Literal["tls"]] = "tls"
-    host: str
-    port: int
-    tls: TLSOptions
-
-
-Spec = HTTPSpec | DNSSpec | ConnectSpec | TLSConnectSpec
 _Spec = TypeVar("_Spec", HTTPSpec, DNSSpec, ConnectSpec, TLSConnectSpec)
 
 
@@ -232,61 +199,18 @@ def _effective(entry: TargetEntry, defaults: Defaults, is_control: bool) -> Targ
         name=entry.name,
         country=entry.country or _UNKNOWN_COUNTRY,
         category="control" if is_control else entry.category or "",
-        spec=_spec(entry, defaults),
+        spec=entry.spec(defaults),
         interval=interval,
         timeout=timeout,
         resolvers=tuple(entry.resolvers or defaults.resolvers),
         bogon_networks=tuple(defaults.bogon_networks),
         down_after=entry.down_after or defaults.down_after,
         up_after=entry.up_after or defaults.up_after,
-        secrets=_secrets(entry),
+        secrets=entry.secrets(),
         asn=entry.asn,
         is_control=is_control,
         source=entry.source,
     )
-
-
-def _spec(entry: TargetEntry, defaults: Defaults) -> Spec:
-    if isinstance(entry, HTTPEntry):
-        parts = urlsplit(entry.url)
-        return HTTPSpec(
-            url=entry.url,
-            host=parts.hostname or "",
-            port=parts.port or (443 if parts.scheme == "https" else 80),
-            http=_merged(defaults.http, entry.http),
-            tls=_merged(defaults.tls, entry.tls),
-        )
-    if isinstance(entry, DNSEntry):
-        return DNSSpec(entry.dns)
-    if isinstance(entry, ConnectEntry):
-        return ConnectSpec(*parse_host_port(entry.tcp))
-    host, port = parse_host_port(entry.tls_connect)
-    return TLSConnectSpec(host, port, _merged(defaults.tls, entry.tls))
-
-
-_MIN_SECRET_LENGTH = 3  # shorter values would redact ordinary words
-
-
-def _secrets(entry: TargetEntry) -> tuple[str, ...]:
-    """Passwords in the URL, query values (tokens) and header values of an HTTP target."""
-    if not isinstance(entry, HTTPEntry):
-        return ()
-    parts = urlsplit(entry.url)
-    found = [parts.password or "", *(value for _, value in parse_qsl(parts.query))]
-    if entry.http is not None:
-        found += list(entry.http.headers.values())
-    return tuple(
-        sorted({secret for secret in found if len(secret) >= _MIN_SECRET_LENGTH}, key=len, reverse=True)
-    )
-
-
-_Model = TypeVar("_Model", bound=BaseModel)
-
-
-def _merged(default: _Model, override: _Model | None) -> _Model:
-    if override is None:
-        return default
-    return default.model_copy(update=override.model_dump(exclude_unset=True))
 
 
 _KIND_TAGS = frozenset(KIND_KEYS.values())

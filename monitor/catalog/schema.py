@@ -1,4 +1,5 @@
-"""The schema of targets.yaml as pydantic models: defaults and validation beside each type.
+"""The schema of targets.yaml as pydantic models, defaults and validation beside each type, and
+the frozen spec each kind of entry turns into.
 
 A target entry is one of four kinds, told apart by which of `url`, `dns`, `tcp` or `tls_connect`
 it has; options that do not apply to its kind are errors, not silently ignored.
@@ -9,8 +10,8 @@ from __future__ import annotations
 import ipaddress
 import re
 from dataclasses import dataclass
-from typing import Annotated, Any, Literal
-from urllib.parse import urlsplit
+from typing import Annotated, Any, ClassVar, Literal, TypeVar
+from urllib.parse import parse_qsl, urlsplit
 
 import dns.rcode
 import dns.rdatatype
@@ -35,16 +36,21 @@ __all__ = [
     "ASNLookup",
     "AnalysisOptions",
     "ConnectEntry",
+    "ConnectSpec",
     "DNSEntry",
     "DNSQuery",
+    "DNSSpec",
     "Defaults",
     "Document",
     "HTTPEntry",
     "HTTPOptions",
+    "HTTPSpec",
     "Kind",
     "Nameserver",
     "Resolver",
+    "Spec",
     "TLSConnectEntry",
+    "TLSConnectSpec",
     "TLSOptions",
     "TargetEntry",
     "parse_host_port",
@@ -236,6 +242,52 @@ class Defaults(_Strict):
         return values
 
 
+@dataclass(frozen=True, slots=True)
+class HTTPSpec:
+    kind: ClassVar[Literal["http"]] = "http"
+    url: str
+    host: str
+    port: int
+    http: HTTPOptions
+    tls: TLSOptions
+
+
+@dataclass(frozen=True, slots=True)
+class DNSSpec:
+    kind: ClassVar[Literal["dns"]] = "dns"
+    query: DNSQuery
+
+
+@dataclass(frozen=True, slots=True)
+class ConnectSpec:
+    kind: ClassVar[Literal["tcp"]] = "tcp"
+    host: str
+    port: int
+
+
+@dataclass(frozen=True, slots=True)
+class TLSConnectSpec:
+    kind: ClassVar[Literal["tls"]] = "tls"
+    host: str
+    port: int
+    tls: TLSOptions
+
+
+Spec = HTTPSpec | DNSSpec | ConnectSpec | TLSConnectSpec
+
+
+_Model = TypeVar("_Model", bound=BaseModel)
+
+
+def _merged(default: _Model, override: _Model | None) -> _Model:
+    if override is None:
+        return default
+    return default.model_copy(update=override.model_dump(exclude_unset=True))
+
+
+_MIN_SECRET_LENGTH = 3  # shorter values would redact ordinary words
+
+
 _NAME = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
 
 Kind = Literal["http", "dns", "tcp", "tls"]
@@ -257,11 +309,39 @@ class _Entry(_Strict):
     down_after: int | None = Field(default=None, ge=1, le=100)
     up_after: int | None = Field(default=None, ge=1, le=100)
 
+    def spec(self, defaults: Defaults) -> Spec:
+        """What to probe, with the defaults applied."""
+        raise NotImplementedError
+
+    def secrets(self) -> tuple[str, ...]:
+        """Values never to appear in logs, metrics or the API."""
+        return ()
+
 
 class HTTPEntry(_Entry):
     url: str
     http: HTTPOptions | None = None
     tls: TLSOptions | None = None
+
+    def spec(self, defaults: Defaults) -> HTTPSpec:
+        parts = urlsplit(self.url)
+        return HTTPSpec(
+            url=self.url,
+            host=parts.hostname or "",
+            port=parts.port or (443 if parts.scheme == "https" else 80),
+            http=_merged(defaults.http, self.http),
+            tls=_merged(defaults.tls, self.tls),
+        )
+
+    def secrets(self) -> tuple[str, ...]:
+        """Passwords in the URL, query values (tokens) and header values."""
+        parts = urlsplit(self.url)
+        found = [parts.password or "", *(value for _, value in parse_qsl(parts.query))]
+        if self.http is not None:
+            found += list(self.http.headers.values())
+        return tuple(
+            sorted({secret for secret in found if len(secret) >= _MIN_SECRET_LENGTH}, key=len, reverse=True)
+        )
 
     @field_validator("url")
     @classmethod
@@ -279,6 +359,9 @@ class HTTPEntry(_Entry):
 class DNSEntry(_Entry):
     dns: DNSQuery
 
+    def spec(self, defaults: Defaults) -> DNSSpec:
+        return DNSSpec(self.dns)
+
 
 def _host_port(value: str) -> str:
     parse_host_port(value)
@@ -291,10 +374,17 @@ HostPort = Annotated[str, AfterValidator(_host_port)]
 class ConnectEntry(_Entry):
     tcp: HostPort
 
+    def spec(self, defaults: Defaults) -> ConnectSpec:
+        return ConnectSpec(*parse_host_port(self.tcp))
+
 
 class TLSConnectEntry(_Entry):
     tls_connect: HostPort
     tls: TLSOptions | None = None
+
+    def spec(self, defaults: Defaults) -> TLSConnectSpec:
+        host, port = parse_host_port(self.tls_connect)
+        return TLSConnectSpec(host, port, _merged(defaults.tls, self.tls))
 
 
 def _kind_of(value: Any) -> Kind | None:

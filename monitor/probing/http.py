@@ -110,6 +110,7 @@ class HTTPClient:
 async def probe_http(target: Target, context: ProbeContext) -> None:
     spec = target.spec_as(HTTPSpec)
     options, trace, url = spec.http, context.trace, spec.url
+    trace.http_status = 0  # what an HTTP probe reports until a response arrives (blackbox does too)
     await addresses_of(spec.host, target, context)
     token = _current.set((target, context))
     session = context.http.session(options.max_header_bytes)

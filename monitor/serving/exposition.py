@@ -92,10 +92,10 @@ def _probe_families(rows: Iterable[tuple[Target, ProbeResult]]) -> list[_Family]
         finished.add(labels, result.started_at + result.duration_seconds)
         if result.dns_answer_count is not None:
             answers.add(labels, result.dns_answer_count)
-        if target.kind == "http":
+        if result.http_status is not None:  # an HTTP probe: its status is 0 when nothing answered
             for phase in _PHASES:
                 phases.add(f'{prefix},phase="{phase.value}"}}', result.phases.get(phase, 0.0))
-            status.add(labels, result.http_status or 0)
+            status.add(labels, result.http_status)
             redirects.add(labels, result.redirects)
             length.add(labels, result.body_bytes)
         if result.cert_expiry is not None:

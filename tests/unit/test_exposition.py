@@ -37,7 +37,7 @@ def result(name: str, ok: bool) -> ProbeResult:
         None if ok else Failure.TLS_RESET,
         None if ok else Phase.TLS,
         phases={Phase.RESOLVE: 0.001, Phase.CONNECT: 0.002},
-        http_status=200 if ok else None,
+        http_status=200 if ok else 0,  # an HTTP probe reports 0 when nothing answered
         cert_expiry=2e9 if ok else None,
         tls_version='TLS"v1.3\\' if ok else None,
         dns_answer_count=1,
