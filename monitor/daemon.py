@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import resource
 import signal
 import time
 from collections.abc import AsyncIterator, Iterator
@@ -46,6 +47,23 @@ disable_created_metrics()  # `_created` series double the exposition and no dash
 log = logging.getLogger(__name__)
 
 _OVERRUN_TOLERANCE = 0.25
+_OPEN_FILES_CEILING = 1 << 20  # when the hard limit is "unlimited", which Linux does not allow as a soft one
+
+
+def raise_open_files_limit() -> None:
+    """Raise the soft limit of open files to the hard one, as Go programs do at start: the usual
+    soft 1,024 lets a thousand idle clients starve the probes of sockets."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    wanted = _OPEN_FILES_CEILING if hard == resource.RLIM_INFINITY else hard
+    if soft == resource.RLIM_INFINITY or soft >= wanted:
+        log.info("open files limit: soft %s, hard %s", soft, hard)
+        return
+    try:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, hard))
+    except (ValueError, OSError) as exc:
+        log.warning("open files limit stays at soft %d (hard %s): %s", soft, hard, exc)
+        return
+    log.info("open files limit: soft %d raised to %d (hard %s)", soft, wanted, hard)
 
 
 class Monitor:
@@ -191,6 +209,7 @@ async def serve(
     monitor: Monitor, host: str, port: int, enable_lifecycle: bool, web_config: WebConfig | None = None
 ) -> AsyncIterator[asyncio.Event]:
     """Start probing and serving; yield an event set by SIGTERM or SIGINT; stop cleanly."""
+    raise_open_files_limit()
     await monitor.start()
     app = build_app(monitor, enable_lifecycle=enable_lifecycle, web_config=web_config)
     runner = web.AppRunner(app, access_log=None)

@@ -13,27 +13,22 @@ Make a hash with `python3 -c 'import bcrypt; print(bcrypt.hashpw(b"pw", bcrypt.g
 
 from __future__ import annotations
 
-import base64
-import binascii
-import hashlib
-import hmac
 import ssl
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
-import bcrypt
 from aiohttp import web
 from aiohttp.typedefs import Middleware
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from monitor.catalog.problems import ConfigError, ConfigProblem
 from monitor.catalog.yaml_lines import YAMLLoadError, load_located
+from monitor.serving.basic_auth import BCRYPT_HASH, BasicAuthUsers
 
 __all__ = ["WebConfig", "load_web_config"]
 
 # Endpoints a load balancer or container runtime checks without credentials; they reveal nothing.
 UNAUTHENTICATED_PATHS = frozenset({"/healthz"})
-_VERIFIED_CACHE_SIZE = 64
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -65,35 +60,13 @@ class WebConfig(BaseModel):
     def auth_middleware(self) -> Middleware | None:
         if not self.basic_auth_users:
             return None
-        users = {user: hashed.encode() for user, hashed in self.basic_auth_users.items()}
-        # bcrypt costs ~100 ms on purpose; a scrape every 15 s must not pay it each time, so
-        # remember digests of credentials that verified (never the passwords themselves).
-        verified: dict[bytes, None] = {}
-
-        def allowed(header: str) -> bool:
-            scheme, _, encoded = header.partition(" ")
-            if scheme.lower() != "basic":
-                return False
-            try:
-                user, _, password = base64.b64decode(encoded, validate=True).decode().partition(":")
-            except (binascii.Error, UnicodeDecodeError):
-                return False
-            hashed = users.get(user)
-            if hashed is None:
-                return False
-            digest = hashlib.sha256(hashed + b"\0" + password.encode()).digest()
-            if any(hmac.compare_digest(digest, known) for known in verified):
-                return True
-            if not bcrypt.checkpw(password.encode(), hashed):
-                return False
-            if len(verified) >= _VERIFIED_CACHE_SIZE:
-                verified.pop(next(iter(verified)))
-            verified[digest] = None
-            return True
+        users = BasicAuthUsers(self.basic_auth_users)
 
         @web.middleware
         async def require_basic_auth(request: web.Request, handler: Handler) -> web.StreamResponse:
-            if request.path in UNAUTHENTICATED_PATHS or allowed(request.headers.get("Authorization", "")):
+            if request.path in UNAUTHENTICATED_PATHS or await users.allowed(
+                request.headers.get("Authorization", "")
+            ):
                 return await handler(request)
             raise web.HTTPUnauthorized(headers={"WWW-Authenticate": 'Basic realm="shutdown-monitor"'})
 
@@ -121,21 +94,17 @@ def load_web_config(path: str | Path) -> WebConfig:
                 for error in exc.errors()
             ]
         ) from None
-    plain = [
-        user
-        for user, hashed in config.basic_auth_users.items()
-        if not hashed.startswith(("$2a$", "$2b$", "$2y$"))
-    ]
-    if plain:
+    not_hashes = [user for user, hashed in config.basic_auth_users.items() if not BCRYPT_HASH.match(hashed)]
+    if not_hashes:
         raise ConfigError(
             [
                 ConfigProblem(
                     str(path),
                     located.line_of(("basic_auth_users", user)),
                     f"basic_auth_users.{user}",
-                    "must be a bcrypt hash ($2b$...), never the password itself",
+                    "must be a bcrypt hash ($2b$12$ and 53 more characters), never the password itself",
                 )
-                for user in plain
+                for user in not_hashes
             ]
         )
     try:

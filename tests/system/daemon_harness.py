@@ -7,7 +7,7 @@ import signal
 import ssl
 import subprocess
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -69,8 +69,10 @@ class Daemon:
         async with aiohttp.ClientSession() as session, session.post(self.base + path) as response:
             return response.status, await response.text()
 
-    async def metrics(self) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
-        _, text = await self.get("/metrics")
+    async def metrics(
+        self, headers: dict[str, str] | None = None
+    ) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+        _, text = await self.get("/metrics", headers)
         samples = {}
         for family in text_string_to_metric_families(text):
             for sample in family.samples:
@@ -91,8 +93,10 @@ class Daemon:
         return elapsed
 
 
-async def start_daemon(config: Path, state: Path, *extra: str, tls: ssl.SSLContext | None = None) -> Daemon:
-    daemon = Daemon(run_monitor(config, *extra, state=state, tls=tls))
+async def start_daemon(
+    config: Path, state: Path, *extra: str, tls: ssl.SSLContext | None = None, prefix: Sequence[str] = ()
+) -> Daemon:
+    daemon = Daemon(run_monitor(config, *extra, state=state, tls=tls, prefix=prefix))
     await until(lambda: _healthy(daemon), timeout=20, what="the daemon to serve /healthz")
     return daemon
 

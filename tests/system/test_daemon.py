@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import resource
 import shutil
 import signal
 import subprocess
@@ -249,3 +250,20 @@ async def _opened(daemon: Daemon, expected: list[str]) -> bool:
 
 async def _equals(daemon: Daemon, name: str, value: float) -> bool:
     return await daemon.value(name) == value
+
+
+@pytest.mark.skipif(shutil.which("prlimit") is None, reason="prlimit (util-linux) is not installed")
+async def test_the_soft_limit_of_open_files_is_raised_to_the_hard_one(net, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    hard = min(8192, resource.getrlimit(resource.RLIMIT_NOFILE)[1])
+    daemon = await start_daemon(
+        write_fast_config(net, tmp_path / "targets.yaml"),
+        tmp_path / "journal.sqlite",
+        prefix=("prlimit", f"--nofile=1024:{hard}"),
+    )
+    try:
+        limits = Path(f"/proc/{daemon.proc.pid}/limits").read_text().splitlines()
+        open_files = next(line for line in limits if line.startswith("Max open files")).split()
+        assert open_files[3:5] == [str(hard), str(hard)]
+        assert f"soft 1024 raised to {hard}" in daemon.log.read_text()
+    finally:
+        await daemon.stop()

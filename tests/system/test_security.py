@@ -168,3 +168,55 @@ async def test_a_web_config_with_a_plain_password_is_refused_with_a_clear_error(
     assert await asyncio.to_thread(proc.popen.wait, 30) == 2
     stderr = proc.log.read_text()
     assert f"{web_config}:2: basic_auth_users.prometheus: must be a bcrypt hash" in stderr
+
+
+def _basic(password: str, user: str = "prometheus") -> dict[str, str]:
+    return {"Authorization": "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()}
+
+
+async def _lag_sum_and_count(daemon: Daemon) -> tuple[float, float]:
+    samples = await daemon.metrics(_basic(PASSWORD))
+    return (
+        samples[("monitor_schedule_lag_seconds_sum", ())],
+        samples[("monitor_schedule_lag_seconds_count", ())],
+    )
+
+
+async def test_wrong_passwords_from_eight_clients_neither_stall_the_probes_nor_block_scrapes(
+    net: SimulatedInternet, tmp_path: Path
+) -> None:
+    """bcrypt at its usual cost (~0.2 s) ran on the event loop: every probe waited behind it."""
+    hashed = bcrypt.hashpw(PASSWORD.encode(), bcrypt.gensalt(rounds=12)).decode()
+    web_config = tmp_path / "web.yaml"
+    web_config.write_text(yaml.safe_dump({"basic_auth_users": {"prometheus": hashed}}))
+    config = config_with(net, tmp_path / "targets.yaml")
+    daemon = await start_daemon(config, tmp_path / "journal.sqlite", "--web-config", str(web_config))
+    stop = asyncio.Event()
+    refused: list[int] = []
+
+    async def guess(client: int) -> None:
+        async with aiohttp.ClientSession() as session:
+            for attempt in range(10_000):
+                if stop.is_set():
+                    return
+                password = f"guess-{client}-{attempt}"
+                async with session.get(daemon.base + "/metrics", headers=_basic(password)) as response:
+                    refused.append(response.status)
+
+    try:
+        assert (await daemon.get("/metrics", _basic(PASSWORD)))[0] == 200
+        before = await _lag_sum_and_count(daemon)
+        guessing = [asyncio.create_task(guess(client)) for client in range(8)]
+        scrapes = []
+        for _ in range(10):
+            await asyncio.sleep(0.5)
+            scrapes.append((await daemon.get("/metrics", _basic(PASSWORD)))[0])
+        stop.set()
+        await asyncio.gather(*guessing)
+        after = await _lag_sum_and_count(daemon)
+    finally:
+        await daemon.stop()
+    assert scrapes == [200] * 10
+    assert refused and set(refused) == {401}
+    probes = after[1] - before[1]
+    assert probes > 50 and (after[0] - before[0]) / probes < 0.05, f"mean lag over {probes} probes"
