@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import logging
+import re
 import resource
 import signal
 import time
@@ -33,6 +35,7 @@ from monitor.catalog.problems import ConfigError
 from monitor.catalog.sharding import Shard
 from monitor.outages.analysis import Analyzer
 from monitor.outages.journal import Journal
+from monitor.probing.failures import Failure
 from monitor.probing.latest import LatestResults
 from monitor.probing.prober import Prober
 from monitor.probing.result import ProbeResult
@@ -47,6 +50,7 @@ disable_created_metrics()  # `_created` series double the exposition and no dash
 log = logging.getLogger(__name__)
 
 _OVERRUN_TOLERANCE = 0.25
+_ERRNO = re.compile(r"\[Errno (\d+)\]")
 _OPEN_FILES_CEILING = 1 << 20  # when the hard limit is "unlimited", which Linux does not allow as a soft one
 
 
@@ -99,6 +103,7 @@ class Monitor:
         self.started_at = time.time()
         self._evaluate_every: float | None = None
         self._periodic: set[asyncio.Task[None]] = set()  # analysis and journal jobs running now
+        self._local_causes: set[str] = set()
 
     async def start(self) -> None:
         """Load the catalog (an invalid one at start is fatal: there is nothing to fall back on)."""
@@ -185,9 +190,24 @@ class Monitor:
         self.record(result)
 
     def record(self, result: ProbeResult) -> None:
+        if result.failure is Failure.LOCAL_ERROR:
+            self._local_error(result)
+            return
         self.results.record(result)
         self.analyzer.record(result)
         self.metrics.observe(result)
+
+    def _local_error(self, result: ProbeResult) -> None:
+        """Our own shortage (descriptors, buffers, ports) says nothing about the target: counted
+        and logged once per cause, never a result, a state or evidence of any outage."""
+        self.metrics.local_errors.inc()
+        cause = _ERRNO.search(result.detail)
+        key = errno.errorcode.get(int(cause.group(1)), cause.group(1)) if cause else result.detail[:80]
+        if key not in self._local_causes:
+            self._local_causes.add(key)
+            log.warning(
+                "probes fail for a reason of our own (%s), not counted as evidence: %s", key, result.detail
+            )
 
     async def stop(self) -> None:
         """No new probes; running ones get a grace period; then the journal gets its last sync."""
@@ -259,6 +279,11 @@ class DaemonMetrics:
         self.missed = Counter(
             "monitor_probes_missed",
             "Probe slots dropped because they would have started more than an interval late (a stall)",
+            registry=registry,
+        )
+        self.local_errors = Counter(
+            "monitor_probe_local_errors",
+            "Probes that failed for a reason of our own (EMFILE, ENOBUFS, ...); not evidence about targets",
             registry=registry,
         )
         self.overruns = Counter(

@@ -36,6 +36,7 @@ __all__ = [
     "classify_resolver_error",
     "classify_tls_error",
     "failure_for_rcode",
+    "is_local_error",
     "timeout_failure",
     "unexpected_failure",
 ]
@@ -74,6 +75,7 @@ class Failure(StrEnum):
     HTTP_TOO_MANY_REDIRECTS = "http_too_many_redirects"
     HTTP_TOO_LARGE = "http_too_large"
     HTTP_PROTOCOL_ERROR = "http_protocol_error"
+    LOCAL_ERROR = "local_error"  # our own shortage (descriptors, buffers, memory, ports): no evidence
 
 
 _MAX_DETAIL = 300
@@ -104,13 +106,9 @@ _RESET_BY_PHASE = {
     Phase.TRANSFER: Failure.HTTP_RESET,
 }
 
-_UNREACHABLE_ERRNOS = {
-    errno.ENETUNREACH,
-    errno.EHOSTUNREACH,
-    errno.EHOSTDOWN,
-    errno.ENETDOWN,
-    errno.EADDRNOTAVAIL,
-}
+_UNREACHABLE_ERRNOS = {errno.ENETUNREACH, errno.EHOSTUNREACH, errno.EHOSTDOWN, errno.ENETDOWN}
+# The process or the host ran short: says nothing about the world (EADDRNOTAVAIL: no local port).
+_LOCAL_ERRNOS = {errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM, errno.EADDRNOTAVAIL}
 _RESET_ERRNOS = {errno.ECONNRESET, errno.EPIPE, errno.ECONNABORTED}
 
 _UNEXPECTED_BY_PHASE = {
@@ -148,11 +146,17 @@ def _unwrapped(exc: BaseException) -> BaseException:
     return exc
 
 
+def is_local_error(exc: BaseException) -> bool:
+    return isinstance(exc, OSError) and exc.errno in _LOCAL_ERRNOS
+
+
 def classify_os_error(exc: BaseException, phase: Phase) -> Failure | None:
     """The generic classifier: a socket-level or TLS error raised during `phase`.
 
     None for anything that is not an OS-level error (a bug, or an error of a library)."""
     exc = _unwrapped(exc)
+    if is_local_error(exc):
+        return Failure.LOCAL_ERROR
     if isinstance(exc, ssl.SSLCertVerificationError):  # Test case: HostileKind.EXPIRED_CERT
         return Failure.TLS_CERT_INVALID
     if isinstance(exc, (TimeoutError, asyncio.TimeoutError)):
@@ -181,6 +185,8 @@ def classify_resolver_error(exc: BaseException, server: str) -> ProbeFailure | N
     """One attempt at one resolver (`server`, for the detail) that raised `exc`."""
     if isinstance(exc, ProbeFailure):
         return exc
+    if is_local_error(exc):
+        return ProbeFailure(Failure.LOCAL_ERROR, Phase.RESOLVE, f"asking {server}: {exc}")
     if isinstance(exc, (TimeoutError, dns.exception.Timeout)):
         return ProbeFailure(Failure.DNS_TIMEOUT, Phase.RESOLVE, f"{server} did not answer in time")
     if isinstance(exc, (dns.exception.DNSException, ValueError, EOFError)):  # ValueError: our codec

@@ -152,3 +152,17 @@ def test_a_probe_failure_is_its_own_classification() -> None:
 
 def test_errors_in_resolve_are_the_dns_layers_to_name() -> None:
     assert classify(OSError(errno.ENETUNREACH, "no route"), Phase.RESOLVE) is None
+
+
+LOCAL_ERRNOS = [errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM, errno.EADDRNOTAVAIL]
+
+
+@pytest.mark.parametrize("code", LOCAL_ERRNOS)
+@pytest.mark.parametrize("phase", [Phase.CONNECT, Phase.TLS, Phase.PROCESSING, Phase.TRANSFER])
+def test_our_own_shortages_are_local_errors_in_every_phase(code: int, phase: Phase) -> None:
+    exc = OSError(code, "short of something")
+    assert classify_os_error(exc, phase) is Failure.LOCAL_ERROR
+    classified = classify(_wrapped_by_aiohttp(exc), phase)
+    assert classified is not None and classified.failure is Failure.LOCAL_ERROR
+    resolver = classify_resolver_error(exc, "10.0.0.1:53")
+    assert resolver is not None and resolver.failure is Failure.LOCAL_ERROR
