@@ -181,8 +181,8 @@ class Analyzer:
         now = self.clock()
         if not self.vantage_online:
             self._open_vantage_outage(now)
-            for summary in self.countries.values():
-                summary.state = "unknown"
+            for summary in self.countries.values():  # blind: no state and no share, not "normal, 100 %"
+                summary.state, summary.ratio, summary.by_category = "unknown", None, None
             return
         if (Scope.VANTAGE, "vantage") in self.open:
             self._close((Scope.VANTAGE, "vantage"), now)

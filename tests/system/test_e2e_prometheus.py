@@ -529,6 +529,15 @@ async def test_our_vantage_going_offline_and_back_alerts_the_operator_and_nobody
         assert not blind, f"target states exported while we are offline: {[s['metric'] for s in blind]}"
         controls = await stack.query('monitor_target_up{category="control"}')
         assert controls and all(s["value"][1] == "0" for s in controls), controls
+        # Every panel about a country's state or reachable share says UNKNOWN or shows nothing:
+        # never NORMAL, never a 100 % share (the state tile maps 3 to UNKNOWN).
+        tiles = 0
+        for where, expr in _panel_exprs():
+            if "monitor_country_state" in expr or "monitor_group_reachable_ratio" in expr:
+                values = {s["value"][1] for s in await stack.query(_substitute(expr, SHORT_WINDOWS))}
+                assert values <= {"3"}, f"{where} while we are offline: {values}"
+                tiles += values == {"3"}
+        assert tiles >= 1, "the country state tile should read UNKNOWN"
     finally:
         await stack.net.restore_all()
     seconds = await until(

@@ -163,6 +163,8 @@ def test_our_own_vantage_offline_opens_only_a_vantage_outage(world: World) -> No
     assert 'monitor_country_state{country="KZ",state="unknown"} 1.0' in metrics
     assert 'monitor_target_up{category="news"' not in metrics  # held states show as unknown
     assert 'monitor_target_up{category="control"' in metrics
+    assert "monitor_group_reachable_ratio{" not in metrics  # blind: no share, not a 100 % one
+    assert world.analyzer.countries["KZ"].ratio is None
     world.down = {"geoblocked"}
     world.round(6)
     assert world.analyzer.open == {}
