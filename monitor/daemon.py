@@ -37,6 +37,7 @@ from monitor.outages.analysis import Analyzer
 from monitor.outages.journal import Journal
 from monitor.probing.failures import Failure
 from monitor.probing.latest import LatestResults
+from monitor.probing.loop_health import LoopHealth
 from monitor.probing.prober import Prober
 from monitor.probing.result import ProbeResult
 from monitor.probing.scheduler import ProbeSchedule, quiet_apscheduler
@@ -88,6 +89,9 @@ class Monitor:
         self.analyzer = Analyzer(Journal(state_path) if state_path else None)
         self.metrics = DaemonMetrics(self.registry)
         self.prober = Prober()
+        self.loop_health = LoopHealth(on_stall=self.metrics.stalls.inc)
+        self.metrics.loop_lag.set_function(lambda: self.loop_health.lag)
+        self.metrics.self_healthy.set_function(lambda: 1.0 if self.loop_health.healthy() else 0.0)
         quiet_apscheduler()
         self.scheduler = AsyncIOScheduler(timezone=UTC)
         self.probes = ProbeSchedule(
@@ -104,6 +108,7 @@ class Monitor:
         self._evaluate_every: float | None = None
         self._periodic: set[asyncio.Task[None]] = set()  # analysis and journal jobs running now
         self._local_causes: set[str] = set()
+        self._loop_watch: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
         """Load the catalog (an invalid one at start is fatal: there is nothing to fall back on)."""
@@ -111,6 +116,7 @@ class Monitor:
         self.analyzer.restore()
         self.scheduler.start()
         loop = asyncio.get_running_loop()
+        self._loop_watch = loop.create_task(self.loop_health.run())
         self.metrics.tasks.set_function(lambda: len(asyncio.all_tasks(loop)))
 
     def reload(self) -> bool:
@@ -187,6 +193,10 @@ class Monitor:
         result = await self.prober.probe(target)
         if result.duration_seconds > target.timeout + _OVERRUN_TOLERANCE:
             self.metrics.overruns.inc()
+        ended = time.monotonic()
+        if self.loop_health.stalled_during(ended - result.duration_seconds, ended):
+            self.metrics.held.inc()  # it may have failed only because we could not read its answer
+            return
         self.record(result)
 
     def record(self, result: ProbeResult) -> None:
@@ -220,6 +230,8 @@ class Monitor:
             # Nothing is left for apscheduler to cancel (it would log each as a job error).
             self.scheduler.shutdown(wait=False)
             await asyncio.sleep(0)  # AsyncIOScheduler shuts down on the next turn of the loop
+        if self._loop_watch is not None:
+            self._loop_watch.cancel()
         await self.analyzer.close()
         await self.prober.close()
 
@@ -284,6 +296,24 @@ class DaemonMetrics:
         self.local_errors = Counter(
             "monitor_probe_local_errors",
             "Probes that failed for a reason of our own (EMFILE, ENOBUFS, ...); not evidence about targets",
+            registry=registry,
+        )
+        self.held = Counter(
+            "monitor_probes_held",
+            "Probe results not counted because our event loop stalled while they ran",
+            registry=registry,
+        )
+        self.stalls = Counter(
+            "monitor_event_loop_stalls", "Times our event loop ran more than 250ms late", registry=registry
+        )
+        self.loop_lag = Gauge(
+            "monitor_event_loop_lag_seconds",
+            "How late the event loop's 50ms timer last ran",
+            registry=registry,
+        )
+        self.self_healthy = Gauge(
+            "monitor_self_healthy",
+            "1 if our event loop has run on time for the last minute",
             registry=registry,
         )
         self.overruns = Counter(

@@ -74,6 +74,7 @@ class LabWebServer:
         for name in hosts:
             self.add_host(name)
         self._mode = Mode.UP
+        self.first_byte_delay = 0.0  # seconds every answer waits: a slow but working network
         self._started = False
         self._runner: web.AppRunner | None = None
         self._blackholes: list[BlackholeListener] = []
@@ -193,6 +194,8 @@ class LabWebServer:
         vhost = self._vhosts.get(_host_name(request.headers.get("Host", "")))
         if vhost is None:
             return web.Response(status=404, text="no such host in the lab\n")
+        if self.first_byte_delay:
+            await asyncio.sleep(self.first_byte_delay)
         if self._mode is Mode.HTTP_ERROR or vhost.failing:
             return web.Response(status=503, text=f"{vhost.name} is unavailable\n")
         if vhost.redirect is not None:
