@@ -86,8 +86,13 @@ def test_the_readme_tree_names_every_module() -> None:
     tree = tree[: tree.index("```")]
     folders = {path.parent.name for path in MODULES if path.parent != PACKAGE}
     for folder in folders - {"lab"}:
-        line = next(line for line in tree.splitlines() if line.strip().startswith(f"{folder}/"))
-        block = tree[tree.index(line) :].split("\n  ", 2)[:2]
+        lines = tree.splitlines()
+        start = next(index for index, line in enumerate(lines) if line.strip().startswith(f"{folder}/"))
+        block = [lines[start]]
+        for line in lines[start + 1 :]:
+            if not line.startswith(" " * 6):  # the next folder, not a continuation line
+                break
+            block.append(line)
         named = " ".join(block)
         for path in (PACKAGE / folder).glob("*.py"):
             if path.stem != "__init__":
