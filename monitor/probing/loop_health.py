@@ -58,12 +58,15 @@ class LoopHealth:
 
     def stalled_during(self, start: float, end: float) -> bool:
         """Whether the loop stalled at any time from `start` to `end` (monotonic), or is overdue now."""
-        if self.clock() - self._last_tick > self.period + self.stall_threshold:
+        if self._overdue():
             return True
         return any(stall_from < end and start < stall_to for stall_from, stall_to in self._recent)
 
     def healthy(self) -> bool:
         """No stall within the last `healthy_after` seconds."""
         latest = self._recent[-1][1] if self._recent else None
-        overdue = self.clock() - self._last_tick > self.period + self.stall_threshold
-        return not overdue and (latest is None or self.clock() - latest >= self.healthy_after)
+        return not self._overdue() and (latest is None or self.clock() - latest >= self.healthy_after)
+
+    def _overdue(self) -> bool:
+        """The timer should have run by now: the loop is stalled at this very moment."""
+        return self.clock() - self._last_tick > self.period + self.stall_threshold
