@@ -86,10 +86,12 @@ class Monitor:
         for collector in (ProcessCollector, PlatformCollector, GCCollector):
             collector(registry=self.registry)
         self.results = LatestResults()
-        self.analyzer = Analyzer(Journal(state_path) if state_path else None)
         self.metrics = DaemonMetrics(self.registry)
         self.prober = Prober()
         self.loop_health = LoopHealth(on_stall=self.metrics.stalls.inc)
+        self.analyzer = Analyzer(
+            Journal(state_path) if state_path else None, blind_spell=self.loop_health.blind_spell
+        )
         self.metrics.loop_lag.set_function(lambda: self.loop_health.lag)
         self.metrics.self_healthy.set_function(lambda: 1.0 if self.loop_health.healthy() else 0.0)
         quiet_apscheduler()

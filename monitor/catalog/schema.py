@@ -211,6 +211,9 @@ class AnalysisOptions(_Strict):
     country_down_after: int = Field(default=2, ge=1, le=100)
     baseline_window: Duration = 3600.0
     settle: Duration | None = None
+    recovery_grace: Duration | None = None  # default: 5 x settle
+    flap_changes: int = Field(default=4, ge=2, le=64)
+    flap_window: Duration | None = None  # default: 20 probe intervals of each target
     evaluate_every: Duration = 2.0
 
     @model_validator(mode="after")

@@ -1,21 +1,6 @@
-"""From per-target states to what went dark: site, network, country, or our own vantage point.
-
-Evaluated every few seconds over the whole catalog (cheap: one pass over the targets), never per
-probe. The rules, in the order they are applied:
-
-1. Vantage: when most control targets abroad fail, the problem is ours. A vantage outage opens,
-   every other target's results are held (not counted) and no other outage opens or closes.
-2. Country: among a country's *normally reachable* targets (up within `baseline_window` before
-   the reference time: now, or the start of an open country outage), the share that is up (not
-   down and not failing `country_down_after` times in a row), divided by the share of controls
-   that are up. At or under `shutdown_ratio`, with the down targets on at
-   least `min_asns` networks, the country is in `shutdown`; under `degraded_ratio`, `degraded`.
-3. Network: every normally reachable target of one ASN (at least `min_network_targets`) down while
-   the country as a whole is not in shutdown.
-4. Site: a target down for `settle` seconds that no network or country outage explains.
-
-`settle` (by default `interval * (down_after + 1) + timeout`) is how long a site or network must
-have been failing before its outage opens, so that a wider event has time to show first.
+"""From probe results to outages: target states and the vantage gate take each result; every
+`evaluate_every` one immutable snapshot goes through the pure rule table (`rules.judge`) and the
+book applies the verdict. The rules themselves, and the README's "Outage states", are in rules.py.
 """
 
 from __future__ import annotations
@@ -24,66 +9,90 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections import Counter, defaultdict
+from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass
 
 from monitor.catalog.catalog import Catalog, Target
 from monitor.catalog.schema import AnalysisOptions
 from monitor.outages.asn import ASNResolver
+from monitor.outages.book import OutageBook
 from monitor.outages.journal import Journal
 from monitor.outages.outage import Outage, Scope
+from monitor.outages.rules import CauseKind, CountryState, OutageKey, Snapshot, TargetView, judge
 from monitor.outages.state import Health, TargetState
+from monitor.outages.vantage import VantageGate
+from monitor.probing.failures import Failure
 from monitor.probing.result import ProbeResult
 
-__all__ = ["Analyzer", "CountryState"]
+__all__ = ["Analyzer", "BlindSpell"]
 
 log = logging.getLogger(__name__)
 
-COUNTRY_STATES = ("normal", "degraded", "shutdown", "unknown")
-_BASELINE_SYNC_SECONDS = 60.0
-
-
-@dataclass(slots=True)
-class CountryState:
-    state: str = "unknown"
-    ratio: float | None = None
-    counted: int = 0
-    down: int = 0
-    by_category: dict[str, float] | None = None
+# Our own blind spells, as (start, end of the latest stall) in Unix time, or None while healthy.
+BlindSpell = Callable[[], tuple[float, float] | None]
+_FLAP_WINDOW_INTERVALS = 20  # Nagios judges flapping over the last 21 checks
 
 
 class Analyzer:
-    def __init__(self, journal: Journal | None = None, clock: Callable[[], float] = time.time) -> None:
-        self.journal = journal
+    def __init__(
+        self,
+        journal: Journal | None = None,
+        clock: Callable[[], float] = time.time,
+        blind_spell: BlindSpell = lambda: None,
+    ) -> None:
         self.clock = clock
+        self.blind_spell = blind_spell
+        self.book = OutageBook(journal)
         self.options = AnalysisOptions()
         self.targets: dict[str, Target] = {}
         self.states: dict[str, TargetState] = {}
         self.asn_resolver: ASNResolver | None = None
         self.resolved_asn: dict[str, int] = {}
-        self.open: dict[tuple[Scope, str], Outage] = {}
-        self.opened_total: Counter[Scope] = Counter()
         self.countries: dict[str, CountryState] = {}
-        self.vantage_online = True
-        self.vantage_online_since = clock()
-        self.warmup_until = clock()
+        self.flapping: set[str] = set()
+        self.gate = VantageGate(self.options.vantage_quorum, clock())
+        self.warm_at = clock()
         self.settle = 0.0
-        self._covering: dict[str, list[Outage]] = {}
-        self._dark_networks: set[str] = set()  # "KZ/AS9198" keys whose targets are all down
-        self._closed_unsynced: list[Outage] = []
-        self._dirty = True
-        self._baseline_synced_at = 0.0
-        self._syncing = False
+        self._last_stall_at: float | None = None
         self._lookups: set[asyncio.Task[None]] = set()
+
+    # -- what the endpoints read ---------------------------------------------------------------
+
+    @property
+    def journal(self) -> Journal | None:
+        return self.book.journal
+
+    @property
+    def open(self) -> dict[OutageKey, Outage]:
+        return self.book.open
+
+    @property
+    def opened_total(self) -> Counter[Scope]:
+        return self.book.opened_total
+
+    @property
+    def vantage_online(self) -> bool:
+        return self.gate.online
+
+    def outages(self) -> list[Outage]:
+        return self.book.outages()
+
+    def cause_of(self, name: str) -> dict[str, str | None] | None:
+        return self.book.cause_of(name)
+
+    def asn_of(self, target: Target) -> int | None:
+        return target.asn if target.asn is not None else self.resolved_asn.get(target.name)
 
     # -- configuration and restart -------------------------------------------------------------
 
     def set_catalog(self, catalog: Catalog) -> None:
         self.options = catalog.analysis
+        self.gate.quorum = self.options.vantage_quorum
         self.targets = dict(catalog.by_name)
-        for name in set(self.states) - set(self.targets):
+        removed = set(self.states) - set(self.targets)
+        for name in removed:
             del self.states[name]
+            self.book.released.pop(name, None)
         for target in catalog.targets:
             state = self.states.get(target.name)
             if state is None:
@@ -95,26 +104,24 @@ class Analyzer:
             default=0.0,
         )
         self.settle = self.options.settle if self.options.settle is not None else _default_settle(catalog)
-        self.warmup_until = max(self.warmup_until, self.clock() + longest + self.settle)
+        self.warm_at = max(self.warm_at, self.clock() + longest + self.settle)
         self.asn_resolver = ASNResolver(catalog.asn_lookup, catalog.resolvers)
-        for key, outage in list(self.open.items()):
-            if outage.scope is Scope.SITE and outage.key not in self.targets:
-                self._close(key, self.clock())
+        self.book.close_removed(removed, self.clock())
 
     def restore(self) -> None:
         """Pick up open outages and baselines from the journal after a restart."""
-        if self.journal is None:
-            return
-        outages, baselines = self.journal.load()
-        for outage in outages:
-            self.open[(outage.scope, outage.key)] = outage
-        for name, last_up_at in baselines.items():
+        for name, last_up_at in self.book.restore().items():
             state = self.states.get(name)
             if state is not None and state.last_up_at is None:
                 state.last_up_at = last_up_at
-        if outages:
-            log.info("resumed %d open outages from the journal", len(outages))
-        self._reindex()
+        for outage in self.book.open.values():  # until the first verdict, the open ones explain
+            for name in self._members(outage):
+                self.book.cause[name] = ((outage.scope, outage.key), CauseKind.OPEN)
+
+    def _members(self, outage: Outage) -> list[str]:
+        if outage.scope is Scope.COUNTRY:
+            return [n for n, t in self.targets.items() if t.country == outage.key and not t.is_control]
+        return [name for name in outage.targets if name in self.targets]
 
     # -- input ---------------------------------------------------------------------------------
 
@@ -123,16 +130,13 @@ class Analyzer:
         state = self.states.get(result.target)
         if target is None or state is None:
             return
-        if not target.is_control and not self.vantage_online:
+        if not target.is_control and not self.gate.online:
             return  # held: while we cannot see out, nothing we see about targets is evidence
         state.observe(result)
         if result.failure is not None:
-            for outage in self._covering.get(target.name, ()):
-                outage.failures += 1
-                outage.evidence[result.failure.value] += 1
-                self._dirty = True
+            self.book.attribute(target.name, result.failure)
         if target.is_control:
-            self._update_vantage(result.started_at)
+            self.gate.update([self.states[name] for name, t in self.targets.items() if t.is_control])
         elif target.asn is None and result.addresses:
             self._lookup_asn(target.name, result.addresses[0])
 
@@ -153,297 +157,88 @@ class Analyzer:
             self._lookups.add(task)
             task.add_done_callback(self._lookups.discard)
 
-    def asn_of(self, target: Target) -> int | None:
-        return target.asn if target.asn is not None else self.resolved_asn.get(target.name)
-
-    def _update_vantage(self, at: float) -> None:
-        controls = [self.states[name] for name, target in self.targets.items() if target.is_control]
-        if not controls:
-            return
-        needed = self.options.vantage_quorum * len(controls)
-        failing = sum(1 for state in controls if state.failures_in_a_row > 0)
-        up = sum(1 for state in controls if state.health is Health.UP and state.failures_in_a_row == 0)
-        if self.vantage_online and failing > len(controls) - needed:
-            self.vantage_online = False
-            log.warning(
-                "vantage point offline: %d of %d controls abroad failing; holding target states",
-                failing,
-                len(controls),
-            )
-        elif not self.vantage_online and up >= needed:
-            self.vantage_online = True
-            self.vantage_online_since = at
-            log.warning("vantage point back online")
-
     # -- evaluation ----------------------------------------------------------------------------
 
-    def evaluate(self) -> None:
+    def snapshot(self) -> Snapshot:
         now = self.clock()
-        if not self.vantage_online:
-            self._open_vantage_outage(now)
-            for summary in self.countries.values():  # blind: no state and no share, not "normal, 100 %"
-                summary.state, summary.ratio, summary.by_category = "unknown", None, None
-            return
-        if (Scope.VANTAGE, "vantage") in self.open:
-            self._close((Scope.VANTAGE, "vantage"), now)
-        may_change = now >= self.warmup_until and now - self.vantage_online_since >= self.settle
-        members = self._members_by_country()
-        control_ratio = self._control_ratio()
-        for country, targets in members.items():
-            self._evaluate_country(country, targets, control_ratio, now, may_change)
-        if may_change:
-            self._evaluate_networks(members, now)
-            self._evaluate_sites(now)
-            self._close_orphans(now)
-        self._reindex()
-
-    def _members_by_country(self) -> dict[str, list[Target]]:
-        members: dict[str, list[Target]] = defaultdict(list)
-        for target in self.targets.values():
-            if not target.is_control:
-                members[target.country].append(target)
-        return members
-
-    def _control_ratio(self) -> float:
-        controls = [self.states[name] for name, target in self.targets.items() if target.is_control]
-        if not controls:
-            return 1.0
-        return sum(1 for state in controls if state.health is Health.UP) / len(controls)
-
-    def normally_reachable(self, state: TargetState, reference: float) -> bool:
-        if state.health is Health.UP:
-            return True
-        return state.last_up_at is not None and state.last_up_at >= reference - self.options.baseline_window
-
-    def _evaluate_country(
-        self, country: str, targets: list[Target], control_ratio: float, now: float, may_change: bool
-    ) -> None:
-        key = (Scope.COUNTRY, country)
-        outage = self.open.get(key)
-        reference = outage.started_at if outage else now
-        counted = [
-            target for target in targets if self.normally_reachable(self.states[target.name], reference)
-        ]
-        down = [target for target in counted if self._dark_for_country(self.states[target.name])]
-        up = [
-            target
-            for target in counted
-            if self.states[target.name].health is Health.UP and target not in down
-        ]
-        summary = self.countries.setdefault(country, CountryState())
-        summary.counted, summary.down = len(up) + len(down), len(down)
-        summary.by_category = _ratios_by_category(up, down)
-        if not up and not down:
-            summary.state, summary.ratio = "unknown", None
-            return
-        ratio = len(up) / (len(up) + len(down))
-        normalised = min(1.0, ratio / control_ratio) if control_ratio > 0 else ratio
-        summary.ratio = normalised
-        down_networks = {self.asn_of(target) for target in down}
+        spell = self.blind_spell()
+        if spell is not None:
+            self._last_stall_at = spell[1]
         options = self.options
-        if (
-            normalised <= options.shutdown_ratio
-            and summary.counted >= options.min_targets
-            and len(down_networks) >= options.min_asns
-        ):
-            summary.state = "shutdown"
-        elif normalised <= options.degraded_ratio:
-            summary.state = "degraded"
-        else:
-            summary.state = "normal"
-        if not may_change:
-            return
-        if summary.state == "shutdown" and outage is None:
-            needed = len(up) + len(down) - int(options.shutdown_ratio * (len(up) + len(down)))
-            started = sorted(self._streak_start(target) for target in down)[
-                max(0, min(needed, len(down)) - 1)
-            ]
-            self._open(
-                Outage(
-                    Scope.COUNTRY,
-                    country,
-                    started,
-                    country=country,
-                    targets=sorted(target.name for target in down),
-                ),
-                [t.name for t in down],
-            )
-        elif summary.state != "shutdown" and outage is not None:
-            self._close(key, now)
-
-    def _dark_for_country(self, state: TargetState) -> bool:
-        """Down, or failing `country_down_after` times in a row: many targets failing together on
-        several networks corroborate each other, so the country needs fewer repeats than a site."""
-        return state.health is Health.DOWN or state.failures_in_a_row >= self.options.country_down_after
-
-    def _evaluate_networks(self, members: dict[str, list[Target]], now: float) -> None:
-        self._dark_networks = set()
-        for country, targets in members.items():
-            country_dark = (Scope.COUNTRY, country) in self.open
-            networks: dict[int, list[Target]] = defaultdict(list)
-            for target in targets:
-                asn = self.asn_of(target)
-                if asn is not None and self.normally_reachable(self.states[target.name], now):
-                    networks[asn].append(target)
-            for asn, network in networks.items():
-                key = (Scope.NETWORK, f"{country}/AS{asn}")
-                all_down = all(self.states[target.name].health is Health.DOWN for target in network)
-                if all_down and len(network) >= self.options.min_network_targets:
-                    self._dark_networks.add(key[1])
-                if all_down and len(network) >= self.options.min_network_targets and key not in self.open:
-                    started = max(self._streak_start(target) for target in network)
-                    if not country_dark and now - started >= self.settle:
-                        names = sorted(target.name for target in network)
-                        self._open(
-                            Outage(Scope.NETWORK, key[1], started, country=country, asn=asn, targets=names),
-                            names,
-                        )
-                elif not all_down and key in self.open:
-                    self._close(key, now)
-
-    def _evaluate_sites(self, now: float) -> None:
+        grace = options.recovery_grace if options.recovery_grace is not None else 5 * self.settle
+        self.flapping = set()
+        views = []
         for name, target in self.targets.items():
-            if target.is_control:
-                continue
-            state = self.states[name]
-            key = (Scope.SITE, name)
-            if state.health is Health.DOWN:
-                if key in self.open or state.last_up_at is None or self._explained(target):
-                    continue
-                if now - (state.changed_at or now) >= self.settle:
-                    self._open(
-                        Outage(
-                            Scope.SITE,
-                            name,
-                            self._streak_start(target),
-                            country=target.country,
-                            asn=self.asn_of(target),
-                            targets=[name],
-                        ),
-                        [name],
-                    )
-            elif key in self.open and state.health is Health.UP:
-                self._close(key, state.changed_at or now)
-
-    def _close_orphans(self, now: float) -> None:
-        for key, outage in list(self.open.items()):
-            if outage.scope is Scope.NETWORK and not any(
-                name in self.targets and self.states[name].health is Health.DOWN for name in outage.targets
-            ):
-                self._close(key, now)
-
-    def _explained(self, target: Target) -> bool:
-        """Whether a wider event (open, or about to open once it has settled) covers the target."""
-        country = self.countries.get(target.country)
-        if (Scope.COUNTRY, target.country) in self.open or (country and country.state == "shutdown"):
-            return True
-        asn = self.asn_of(target)
-        return asn is not None and f"{target.country}/AS{asn}" in self._dark_networks
-
-    def _streak_start(self, target: Target) -> float:
-        state = self.states[target.name]
-        return state.streak_started_at or state.changed_at or self.clock()
-
-    def _open_vantage_outage(self, now: float) -> None:
-        key = (Scope.VANTAGE, "vantage")
-        if key in self.open:
-            return
-        controls = [name for name, target in self.targets.items() if target.is_control]
-        starts = [
-            self.states[name].streak_started_at or now
-            for name in controls
-            if self.states[name].failures_in_a_row > 0
-        ]
-        self._open(Outage(Scope.VANTAGE, "vantage", max(starts, default=now), targets=controls), [])
-        self._reindex()
-
-    def _open(self, outage: Outage, members: list[str]) -> None:
-        for name in members:
-            for failure, count in self.states[name].streak_failures.items():
-                outage.evidence[failure.value] += count
-                outage.failures += count
-        self.open[(outage.scope, outage.key)] = outage
-        self.opened_total[outage.scope] += 1
-        self._dirty = True
-        log.warning(
-            "%s outage opened: %s (since %s)",
-            outage.scope.value,
-            outage.key,
-            time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(outage.started_at)),
+            view = self._view(target, self.states[name], now)
+            if view.flapping_since is not None:
+                self.flapping.add(name)
+            views.append(view)
+        return Snapshot(
+            now=now,
+            targets=tuple(views),
+            open_since={key: outage.started_at for key, outage in self.book.open.items()},
+            options=options,
+            settle=self.settle,
+            recovery_grace=max(grace, self.settle),
+            vantage_online=self.gate.online,
+            vantage_changed_at=self.gate.changed_at,
+            blind_since=spell[0] if spell is not None else None,
+            last_stall_at=self._last_stall_at,
+            warm_at=self.warm_at,
         )
 
-    def _close(self, key: tuple[Scope, str], at: float) -> None:
-        outage = self.open.pop(key)
-        outage.ended_at = max(at, outage.started_at)
-        self._closed_unsynced.append(outage)
-        self._dirty = True
-        log.warning(
-            "%s outage closed: %s after %.0fs",
-            outage.scope.value,
-            outage.key,
-            outage.ended_at - outage.started_at,
+    def _view(self, target: Target, state: TargetState, now: float) -> TargetView:
+        options = self.options
+        flapping_since = None
+        if len(state.changes) >= options.flap_changes:
+            window = options.flap_window or _FLAP_WINDOW_INTERVALS * target.interval
+            flapping_since = state.flapping_since(now, window, options.flap_changes)
+        cause = self.book.cause.get(target.name)
+        released = self.book.released.get(target.name)
+        if released is not None and state.health is Health.UP and (state.changed_at or 0) >= released[0]:
+            del self.book.released[target.name]  # back since: that stretch of darkness is over
+            released = None
+        return TargetView(
+            name=target.name,
+            country=target.country,
+            asn=self.asn_of(target),
+            control=target.is_control,
+            category=target.category,
+            health=state.health,
+            failing=state.failures_in_a_row,
+            run_started_at=state.run_started_at,
+            last_up_at=state.last_up_at,
+            flapping_since=flapping_since,
+            explained_by=cause[0] if cause is not None and cause[1] == CauseKind.OPEN else None,
+            released_at=released[0] if released else None,
+            released_from=released[1] if released else None,
         )
 
-    def _reindex(self) -> None:
-        covering: dict[str, list[Outage]] = defaultdict(list)
-        for outage in self.open.values():
-            if outage.scope is Scope.VANTAGE:
-                for name in outage.targets:
-                    covering[name].append(outage)
-                continue
-            names = (
-                outage.targets
-                if outage.scope is not Scope.COUNTRY
-                else [
-                    name
-                    for name, target in self.targets.items()
-                    if target.country == outage.key and not target.is_control
-                ]
-            )
-            for name in names:
-                covering[name].append(outage)
-        self._covering = covering
+    def evaluate(self) -> None:
+        snapshot = self.snapshot()
+        verdict = judge(snapshot)
+        self.countries = verdict.countries
+        self.book.reconcile(verdict, snapshot.now, self._streak_failures)
+
+    def _streak_failures(self, name: str) -> Counter[Failure]:
+        state = self.states.get(name)
+        return state.streak_failures if state is not None else Counter()
 
     # -- journal -------------------------------------------------------------------------------
 
     async def sync_journal(self) -> None:
-        journal = self.journal
-        if journal is None or self._syncing:
-            return
-        now = self.clock()
-        baselines_due = now - self._baseline_synced_at >= _BASELINE_SYNC_SECONDS
-        if not (self._dirty or baselines_due or not journal.healthy):
-            return
-        outages = [*self._closed_unsynced, *self.open.values()]
-        baselines = (
-            {name: state.last_up_at for name, state in self.states.items() if state.last_up_at is not None}
-            if baselines_due or not journal.healthy
-            else {}
-        )
-        closed = len(self._closed_unsynced)
-        self._dirty = False
-        self._syncing = True
-        try:
-            written = await asyncio.to_thread(journal.sync, outages, baselines)
-        finally:
-            self._syncing = False
-        if written:
-            del self._closed_unsynced[:closed]
-            if baselines:
-                self._baseline_synced_at = now
-        else:
-            self._dirty = True
+        await self.book.sync_journal(self.clock(), self._baselines)
+
+    def _baselines(self) -> dict[str, float]:
+        return {name: state.last_up_at for name, state in self.states.items() if state.last_up_at is not None}
 
     async def close(self) -> None:
         for task in list(self._lookups):
             task.cancel()
-        self._dirty = True
+        self.book.mark_dirty()
         await self.sync_journal()
-        if self.journal is not None:
-            self.journal.close()
-
-    def outages(self) -> list[Outage]:
-        return sorted([*self.open.values(), *self._closed_unsynced], key=lambda outage: -outage.started_at)
+        if self.book.journal is not None:
+            self.book.journal.close()
 
 
 def _default_settle(catalog: Catalog) -> float:
@@ -453,12 +248,3 @@ def _default_settle(catalog: Catalog) -> float:
         (target.interval * (target.down_after + 1) + target.timeout for target in catalog.targets),
         default=0.0,
     )
-
-
-def _ratios_by_category(up: list[Target], down: list[Target]) -> dict[str, float]:
-    totals: Counter[str] = Counter(target.category for target in [*up, *down])
-    ups: Counter[str] = Counter(target.category for target in up)
-    ratios = {category: ups[category] / total for category, total in totals.items()}
-    if totals:
-        ratios["all"] = len(up) / (len(up) + len(down))
-    return ratios

@@ -31,7 +31,8 @@ CREATE TABLE IF NOT EXISTS outages (
     ended_at REAL,
     failures INTEGER NOT NULL DEFAULT 0,
     evidence TEXT NOT NULL DEFAULT '{}',
-    targets TEXT NOT NULL DEFAULT '[]'
+    targets TEXT NOT NULL DEFAULT '[]',
+    absorbed_by TEXT
 );
 CREATE INDEX IF NOT EXISTS outages_started ON outages (started_at);
 CREATE TABLE IF NOT EXISTS target_baseline (
@@ -69,6 +70,7 @@ class Journal:
             db.execute("PRAGMA journal_mode=WAL")
             db.execute("PRAGMA synchronous=NORMAL")
             db.executescript(_SCHEMA)
+            _migrate(db)
             db.execute("SELECT count(*) FROM outages").fetchone()
         except BaseException:
             db.close()
@@ -111,7 +113,7 @@ class Journal:
             db = self._connection()
             rows = db.execute(
                 "SELECT id, scope, key, country, asn, started_at, ended_at, failures, "
-                "evidence, targets FROM outages WHERE ended_at IS NULL"
+                "evidence, targets, absorbed_by FROM outages WHERE ended_at IS NULL"
             ).fetchall()
             baselines = dict(db.execute("SELECT name, last_up_at FROM target_baseline").fetchall())
         except (sqlite3.Error, OSError) as exc:
@@ -131,9 +133,10 @@ class Journal:
             try:
                 db.executemany(
                     "INSERT INTO outages (id, scope, key, country, asn, started_at, ended_at, failures, "
-                    "evidence, targets) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(id) DO UPDATE "
-                    "SET ended_at = excluded.ended_at, failures = excluded.failures, "
-                    "evidence = excluded.evidence, targets = excluded.targets",
+                    "evidence, targets, absorbed_by) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+                    "ON CONFLICT(id) DO UPDATE SET ended_at = excluded.ended_at, "
+                    "failures = excluded.failures, evidence = excluded.evidence, "
+                    "targets = excluded.targets, absorbed_by = excluded.absorbed_by",
                     [_row(outage) for outage in outages],
                 )
                 db.executemany(
@@ -166,8 +169,9 @@ class Journal:
             db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=2.0)
             try:
                 rows = db.execute(
-                    "SELECT id, scope, key, country, asn, started_at, ended_at, failures, evidence, targets "
-                    "FROM outages WHERE ended_at IS NULL OR ended_at >= ? ORDER BY started_at DESC",
+                    "SELECT id, scope, key, country, asn, started_at, ended_at, failures, evidence, targets, "
+                    "absorbed_by FROM outages WHERE ended_at IS NULL OR ended_at >= ? "
+                    "ORDER BY started_at DESC",
                     (since if since is not None else 0.0,),
                 ).fetchall()
             finally:
@@ -175,6 +179,13 @@ class Journal:
         except sqlite3.Error as exc:
             raise JournalError(f"{path}: {exc}") from None
         return [_outage(row) for row in rows]
+
+
+def _migrate(db: sqlite3.Connection) -> None:
+    """Journals written before outages could be absorbed lack that column."""
+    columns = {row[1] for row in db.execute("PRAGMA table_info(outages)")}
+    if "absorbed_by" not in columns:
+        db.execute("ALTER TABLE outages ADD COLUMN absorbed_by TEXT")
 
 
 def _is_corruption(exc: sqlite3.DatabaseError) -> bool:
@@ -194,11 +205,12 @@ def _row(outage: Outage) -> tuple[object, ...]:
         outage.failures,
         json.dumps(dict(outage.evidence)),
         json.dumps(outage.targets),
+        outage.absorbed_by,
     )
 
 
 def _outage(row: tuple[Any, ...]) -> Outage:
-    (id_, scope, key, country, asn, started_at, ended_at, failures, evidence, targets) = row
+    (id_, scope, key, country, asn, started_at, ended_at, failures, evidence, targets, absorbed_by) = row
     return Outage(
         scope=Scope(scope),
         key=key,
@@ -209,5 +221,6 @@ def _outage(row: tuple[Any, ...]) -> Outage:
         failures=int(failures),
         evidence=Counter(json.loads(evidence)),
         targets=list(json.loads(targets)),
+        absorbed_by=absorbed_by,
         id=id_,
     )

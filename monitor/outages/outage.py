@@ -15,13 +15,14 @@ class Scope(StrEnum):
     SITE = "site"
     NETWORK = "network"
     COUNTRY = "country"
-    VANTAGE = "vantage"
+    VANTAGE = "vantage"  # our uplink: the controls abroad are unreachable
+    SELF = "self"  # our own process: the event loop stalled, results were held
 
 
 @dataclass(slots=True)
 class Outage:
     scope: Scope
-    key: str  # target name, "KZ/AS9198", "KZ", or "vantage"
+    key: str  # target name, "KZ/AS9198", "KZ", "vantage" or "self"
     started_at: float
     country: str | None = None
     asn: int | None = None
@@ -29,6 +30,7 @@ class Outage:
     ended_at: float | None = None
     failures: int = 0
     evidence: Counter[str] = field(default_factory=Counter)
+    absorbed_by: str | None = None  # the id of the wider outage it became part of
     id: str = field(default_factory=lambda: uuid.uuid4().hex)
 
     def as_dict(self) -> dict[str, Any]:
@@ -44,4 +46,5 @@ class Outage:
             "failures": self.failures,
             "evidence": dict(self.evidence.most_common()),
             "targets": self.targets,
+            "absorbed_by": self.absorbed_by,
         }

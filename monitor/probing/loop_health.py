@@ -3,7 +3,8 @@
 A timer that should fire every `period` measures how late it actually runs. A lateness beyond
 `stall_threshold` is a stall (a blocked loop, a suspended process, a starved machine): a probe
 that was running meanwhile may have timed out only because the loop could not read its answer,
-so its result is held, not counted. Right after a stall the loop may run a probe's callbacks
+so its result is held, not counted. Stalls adding up to `blind_after` seconds make a blind spell,
+our own `self` outage. Right after a stall the loop may run a probe's callbacks
 before this timer, so a timer overdue *now* counts as a stall too.
 """
 
@@ -26,6 +27,7 @@ class LoopHealth:
         period: float = 0.05,
         stall_threshold: float = 0.25,
         healthy_after: float = 60.0,
+        blind_after: float = 1.0,
         clock: Callable[[], float] = time.monotonic,
         on_stall: Callable[[], None] = lambda: None,
     ) -> None:
@@ -33,6 +35,7 @@ class LoopHealth:
         self.period = period
         self.stall_threshold = stall_threshold
         self.healthy_after = healthy_after
+        self.blind_after = blind_after
         self.clock = clock
         self.lag = 0.0  # how late the last tick ran, in seconds
         self._last_tick = clock()
@@ -66,6 +69,26 @@ class LoopHealth:
         """No stall within the last `healthy_after` seconds."""
         latest = self._recent[-1][1] if self._recent else None
         return not self._overdue() and (latest is None or self.clock() - latest >= self.healthy_after)
+
+    def blind_spell(self, wall_clock: Callable[[], float] = time.time) -> tuple[float, float] | None:
+        """While not healthy and stalled `blind_after` seconds or more in all: the start of the
+        first stall of this spell and the end of its latest, in Unix time (our `self` outage).
+        Stalls closer than `healthy_after` to each other belong to one spell."""
+        if self.healthy() or not self._recent:
+            return None
+        spell = [self._recent[-1]]
+        for stall in reversed(list(self._recent)[:-1]):
+            if spell[-1][0] - stall[1] >= self.healthy_after:
+                break
+            spell.append(stall)
+        stalled = sum(end - start for start, end in spell)
+        if self._overdue():
+            stalled += self.clock() - self._last_tick
+        if stalled < self.blind_after:
+            return None
+        offset = wall_clock() - self.clock()
+        latest = self.clock() if self._overdue() else spell[0][1]
+        return spell[-1][0] + offset, latest + offset
 
     def _overdue(self) -> bool:
         """The timer should have run by now: the loop is stalled at this very moment."""

@@ -17,8 +17,9 @@ from collections.abc import Iterable
 from prometheus_client import CollectorRegistry, generate_latest
 
 from monitor.catalog.catalog import Target
-from monitor.outages.analysis import COUNTRY_STATES, Analyzer
+from monitor.outages.analysis import Analyzer
 from monitor.outages.outage import Scope
+from monitor.outages.rules import COUNTRY_STATES
 from monitor.outages.state import Health
 from monitor.probing.failures import Phase
 from monitor.probing.latest import LatestResults
@@ -136,6 +137,9 @@ def _failures(results: LatestResults) -> _Family:
 
 def _analysis_families(analyzer: Analyzer) -> list[_Family]:
     up = _Family("monitor_target_up", "gauge", "State after hysteresis: 1 up, 0 down (absent: unknown)")
+    flapping = _Family(
+        "monitor_target_flapping", "gauge", "1 while the target changes state too often (one outage spans it)"
+    )
     info = _Family("monitor_target_info", "gauge", "Catalog facts about a target")
     for name, target in list(analyzer.targets.items()):
         state = analyzer.states.get(name)
@@ -143,6 +147,7 @@ def _analysis_families(analyzer: Analyzer) -> list[_Family]:
         blind = not analyzer.vantage_online and not target.is_control  # held states are not news
         if state is not None and state.health is not Health.UNKNOWN and not blind:
             up.add(prefix + "}", 1.0 if state.health is Health.UP else 0.0)
+            flapping.add(prefix + "}", 1.0 if name in analyzer.flapping else 0.0)
         asn = analyzer.asn_of(target)
         info.add(f'{prefix},asn="{f"AS{asn}" if asn else "unknown"}",kind="{target.kind}"}}', 1.0)
     ratio = _Family(
@@ -177,7 +182,7 @@ def _analysis_families(analyzer: Analyzer) -> list[_Family]:
     for scope in Scope:
         open_outages.add(_labels(scope=scope.value), open_counts[scope])
         opened.add(_labels(scope=scope.value), analyzer.opened_total[scope])
-    families = [up, info, ratio, states, vantage, started, open_outages, opened]
+    families = [up, flapping, info, ratio, states, vantage, started, open_outages, opened]
     if analyzer.journal is not None:
         healthy = _Family("monitor_journal_healthy", "gauge", "1 while the outage journal can be written")
         healthy.add("", 1.0 if analyzer.journal.healthy else 0.0)

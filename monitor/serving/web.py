@@ -137,6 +137,8 @@ async def _status(request: web.Request) -> web.Response:
                 "control": target.is_control,
                 "asn": monitor.analyzer.asn_of(target),
                 "state": state.health.value if state else "unknown",
+                "flapping": name in monitor.analyzer.flapping,
+                "cause": monitor.analyzer.cause_of(name),
                 "last_probe": result_json(result) if result else None,
             }
         )

@@ -201,7 +201,7 @@ def test_restart_in_the_middle_of_an_outage_keeps_its_start(tmp_path: Path) -> N
     )
     second = World(Journal(journal_path))
     second.clock.now = first.clock.now + 30
-    second.analyzer.warmup_until = 0  # the warm-up guard is tested below; here the restored state matters
+    second.analyzer.warm_at = 0  # the warm-up guard is tested below; here the restored state matters
     second.down = first.down
     second.round(6)
     assert [(outage.scope, outage.started_at) for outage in second.analyzer.open.values()] == [
@@ -244,3 +244,102 @@ def test_a_network_failing_over_several_rounds_is_one_network_outage_with_the_de
     world.round(10)
     assert world.outages() == ["network:KZ/AS29355"]
     assert world.analyzer.open[(Scope.NETWORK, "KZ/AS29355")].evidence["tcp_timeout"] >= 6
+
+
+ALL_KZ = [name for names in NETWORKS.values() for name in names]
+
+
+def default_settle_world() -> World:
+    world = World(catalog=parse_catalog(catalog_text().replace("{settle: 10s, ", "{")))
+    world.round(8)
+    return world
+
+
+@pytest.mark.parametrize("recovery", ["all at once", "staggered", "in reverse, slowly"])
+def test_a_country_coming_back_opens_no_site_or_network_outage(recovery: str) -> None:
+    world = default_settle_world()  # settle 45 s: targets that are slow to come back outlast it
+    world.down.update(ALL_KZ)
+    world.round(10)
+    if recovery == "all at once":
+        world.down = {"geoblocked"}
+        world.round(30)
+    else:
+        order = ALL_KZ if recovery == "staggered" else ALL_KZ[::-1]
+        for name in order:
+            world.down.discard(name)
+            world.round(2 if recovery == "staggered" else 3)
+        world.round(30)
+    assert world.outages() == ["country:KZ"]
+    assert world.analyzer.open == {}
+
+
+def test_sites_still_dark_after_the_grace_open_outages_dated_from_the_country_end() -> None:
+    world = default_settle_world()
+    world.down.update(ALL_KZ)
+    world.round(10)
+    world.down = {"geoblocked", "kazinform", "kcell"}  # two sites on two networks stay dark
+    world.round(40)
+    assert world.outages() == ["country:KZ", "site:kazinform", "site:kcell"]
+    country = next(o for o in world.analyzer.outages() if o.scope is Scope.COUNTRY)
+    assert world.analyzer.open[(Scope.SITE, "kazinform")].started_at == country.ended_at
+    assert world.analyzer.cause_of("kazinform") == {
+        "scope": "site",
+        "key": "kazinform",
+        "state": "open",
+        "outage_id": world.analyzer.open[(Scope.SITE, "kazinform")].id,
+    }
+
+
+def test_a_network_left_dark_after_the_country_came_back_is_one_network_outage() -> None:
+    world = default_settle_world()
+    world.down.update(ALL_KZ)
+    world.round(10)
+    world.down = {"geoblocked", *NETWORKS[29355]}
+    world.round(40)
+    assert world.outages() == ["country:KZ", "network:KZ/AS29355"]
+
+
+def test_open_site_and_network_outages_become_part_of_a_country_outage() -> None:
+    world = World()
+    world.round(6)
+    world.down.update(["kazinform", *NETWORKS[29355]])
+    world.round(6)
+    assert world.outages() == ["network:KZ/AS29355", "site:kazinform"]
+    world.down.update(ALL_KZ)
+    world.round(3)
+    outages = {outage.key: outage for outage in world.analyzer.outages()}
+    country = outages["KZ"]
+    assert list(world.analyzer.open) == [(Scope.COUNTRY, "KZ")]
+    assert outages["kazinform"].absorbed_by == country.id == outages["KZ/AS29355"].absorbed_by
+    assert outages["kazinform"].ended_at == country.started_at
+    assert world.analyzer.cause_of("kazinform") == {
+        "scope": "country",
+        "key": "KZ",
+        "state": "open",
+        "outage_id": country.id,
+    }
+    # Each failure is evidence of one outage: after the absorption, of the country only.
+    site_failures, country_failures = outages["kazinform"].failures, country.failures
+    world.round(2)
+    assert outages["kazinform"].failures == site_failures
+    assert country.failures == country_failures + 2 * len(ALL_KZ)
+
+
+def test_a_site_flapping_slowly_is_one_outage_for_the_whole_flapping_period() -> None:
+    world = World()
+    world.round(6)
+    for _ in range(10):  # down and up for 40 s each: every segment outlasts the hysteresis
+        world.down.add("kazinform")
+        world.round(4)
+        world.down.discard("kazinform")
+        world.round(4)
+    assert "kazinform" in world.analyzer.flapping
+    assert 'monitor_target_flapping{category="news",country="KZ",target="kazinform"} 1.0' in world.metrics()
+    world.round(30)
+    # The first segment is an outage of its own (a flap cannot be told from an outage yet);
+    # from the second segment on, one outage spans the flapping period.
+    first, flapping = sorted(world.analyzer.outages(), key=lambda outage: outage.started_at)
+    assert (first.key, flapping.key) == ("kazinform", "kazinform")
+    assert first.ended_at is not None and first.ended_at - first.started_at == 40
+    assert flapping.ended_at is not None and flapping.ended_at - flapping.started_at > 600
+    assert world.analyzer.flapping == set()

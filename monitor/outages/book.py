@@ -1,0 +1,200 @@
+"""The book of outages: applies each verdict (open, close, absorb), attributes every failure once,
+and keeps the journal in step. Everything that writes happens here, after the pure judge."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import Counter
+from collections.abc import Callable, Mapping
+
+from monitor.outages.journal import Journal
+from monitor.outages.outage import Outage, Scope
+from monitor.outages.rules import CauseKind, OutageKey, Verdict, Wanted
+from monitor.probing.failures import Failure
+
+__all__ = ["OutageBook"]
+
+log = logging.getLogger(__name__)
+
+_BASELINE_SYNC_SECONDS = 60.0
+_ALWAYS_JUDGED = (Scope.VANTAGE, Scope.SELF)  # the gate rows are not frozen by blindness
+_BREADTH = {Scope.SELF: 5, Scope.VANTAGE: 4, Scope.COUNTRY: 3, Scope.NETWORK: 2, Scope.SITE: 1}
+_WIDER = {Scope.SITE: (Scope.NETWORK, Scope.COUNTRY), Scope.NETWORK: (Scope.COUNTRY,)}
+
+
+class OutageBook:
+    def __init__(self, journal: Journal | None = None) -> None:
+        self.journal = journal
+        self.open: dict[OutageKey, Outage] = {}
+        self.opened_total: Counter[Scope] = Counter()
+        self.cause: dict[str, tuple[OutageKey, str]] = {}  # from the latest verdict
+        self.released: dict[str, tuple[float, OutageKey]] = {}  # target -> (when, the wider outage)
+        self._closed_unsynced: list[Outage] = []
+        self._dirty = True
+        self._baseline_synced_at = 0.0
+        self._syncing = False
+
+    def restore(self) -> dict[str, float]:
+        """Open outages from the journal after a restart; returns the saved last-up times."""
+        if self.journal is None:
+            return {}
+        outages, baselines = self.journal.load()
+        for outage in outages:
+            self.open[(outage.scope, outage.key)] = outage
+        if outages:
+            log.info("resumed %d open outages from the journal", len(outages))
+        return baselines
+
+    # -- applying a verdict --------------------------------------------------------------------
+
+    def reconcile(
+        self,
+        verdict: Verdict,
+        now: float,
+        streak_failures: Callable[[str], Mapping[Failure, int]],
+    ) -> None:
+        previous = self.cause
+        self.cause = verdict.cause
+        self.released.update(verdict.released)
+        for key in sorted(verdict.wanted, key=lambda key: _BREADTH[key[0]], reverse=True):
+            if key not in self.open:
+                self._open(verdict.wanted[key], previous, streak_failures)
+        for key, outage in list(self.open.items()):
+            if key in verdict.wanted or (verdict.frozen and outage.scope not in _ALWAYS_JUDGED):
+                continue
+            wider = self._absorbing(outage, verdict)
+            if wider is not None:
+                self._close(key, max(outage.started_at, wider.started_at), absorbed_by=wider)
+            elif not self._pending(outage, verdict):
+                self._close(key, verdict.ended_at.get(key, now))
+
+    def _open(
+        self,
+        wanted: Wanted,
+        previous: Mapping[str, tuple[OutageKey, str]],
+        streak_failures: Callable[[str], Mapping[Failure, int]],
+    ) -> None:
+        outage = Outage(
+            wanted.scope,
+            wanted.key,
+            wanted.started_at,
+            country=wanted.country,
+            asn=wanted.asn,
+            targets=list(wanted.members),
+        )
+        for name in wanted.members:
+            cause = previous.get(name)
+            if cause is not None and cause[1] == CauseKind.OPEN and cause[0] in self.open:
+                continue  # its failures so far are evidence of the narrower outage it had
+            for failure, count in streak_failures(name).items():
+                outage.evidence[failure.value] += count
+                outage.failures += count
+        self.open[(outage.scope, outage.key)] = outage
+        self.opened_total[outage.scope] += 1
+        self._dirty = True
+        log.warning(
+            "%s outage opened: %s (since %s)",
+            outage.scope.value,
+            outage.key,
+            time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(outage.started_at)),
+        )
+
+    def _absorbing(self, outage: Outage, verdict: Verdict) -> Outage | None:
+        """The wider open outage that now explains every member of this narrower one."""
+        wider_scopes = _WIDER.get(outage.scope, ())
+        causes = [verdict.cause.get(name) for name in outage.targets]
+        keys = {cause[0] for cause in causes if cause is not None and cause[1] == CauseKind.OPEN}
+        if not causes or None in causes or len(keys) != 1:
+            return None
+        (key,) = keys
+        return self.open.get(key) if key[0] in wider_scopes else None
+
+    @staticmethod
+    def _pending(outage: Outage, verdict: Verdict) -> bool:
+        """Members claimed by a wider group still settling: the narrower outage waits for it."""
+        return bool(outage.targets) and all(
+            (cause := verdict.cause.get(name)) is not None and cause[1] == CauseKind.PENDING
+            for name in outage.targets
+        )
+
+    def _close(self, key: OutageKey, at: float, absorbed_by: Outage | None = None) -> None:
+        outage = self.open.pop(key)
+        outage.ended_at = max(at, outage.started_at)
+        outage.absorbed_by = absorbed_by.id if absorbed_by else None
+        self._closed_unsynced.append(outage)
+        self._dirty = True
+        if absorbed_by is not None:
+            log.warning(
+                "%s outage %s is now part of %s outage %s",
+                outage.scope.value,
+                outage.key,
+                absorbed_by.scope.value,
+                absorbed_by.key,
+            )
+            return
+        log.warning(
+            "%s outage closed: %s after %.0fs",
+            outage.scope.value,
+            outage.key,
+            outage.ended_at - outage.started_at,
+        )
+
+    def close_removed(self, names: set[str], now: float) -> None:
+        """Site outages of targets gone from the catalog end now."""
+        for key in [key for key in self.open if key[0] is Scope.SITE and key[1] in names]:
+            self._close(key, now)
+
+    # -- evidence ------------------------------------------------------------------------------
+
+    def attribute(self, name: str, failure: Failure) -> None:
+        """One failed probe is evidence of one outage: the target's cause, when that is open."""
+        cause = self.cause.get(name)
+        if cause is None or cause[1] != CauseKind.OPEN:
+            return
+        outage = self.open.get(cause[0])
+        if outage is not None:
+            outage.failures += 1
+            outage.evidence[failure.value] += 1
+            self._dirty = True
+
+    def cause_of(self, name: str) -> dict[str, str | None] | None:
+        """Why a target is dark, for /api/status."""
+        cause = self.cause.get(name)
+        if cause is None:
+            return None
+        (scope, key), kind = cause
+        outage = self.open.get((scope, key))
+        return {"scope": scope.value, "key": key, "state": kind, "outage_id": outage.id if outage else None}
+
+    def outages(self) -> list[Outage]:
+        return sorted([*self.open.values(), *self._closed_unsynced], key=lambda outage: -outage.started_at)
+
+    # -- journal -------------------------------------------------------------------------------
+
+    async def sync_journal(self, now: float, baselines: Callable[[], dict[str, float]]) -> None:
+        journal = self.journal
+        if journal is None or self._syncing:
+            return
+        baselines_due = now - self._baseline_synced_at >= _BASELINE_SYNC_SECONDS or not journal.healthy
+        if not (self._dirty or baselines_due):
+            return
+        outages = [*self._closed_unsynced, *self.open.values()]
+        last_up = baselines() if baselines_due else {}
+        closed = len(self._closed_unsynced)
+        self._dirty = False
+        self._syncing = True
+        try:
+            written = await asyncio.to_thread(journal.sync, outages, last_up)
+        finally:
+            self._syncing = False
+        if written:
+            del self._closed_unsynced[:closed]
+            if baselines_due:
+                self._baseline_synced_at = now
+        else:
+            self._dirty = True
+
+    def mark_dirty(self) -> None:
+        self._dirty = True

@@ -1,0 +1,462 @@
+"""The verdict model as a rule table: a pure function from one snapshot of target states to the
+outages that should be open now and the cause of every dark target.
+
+`RULES` has one row per scope, highest first. The vantage gate and our own health sit in front:
+while we cannot see out, the rows below are frozen (nothing opens or closes). A target a row
+claims (its group is dark) is not offered to the rows below it; its cause is that row's outage.
+
+One dating convention for every row: an outage starts at the first failed probe of the member
+whose failure took the group over its threshold, and ends at the first successful probe of the
+member whose recovery brought it back.
+"""
+
+from __future__ import annotations
+
+from collections import Counter, defaultdict
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+
+from monitor.catalog.schema import AnalysisOptions
+from monitor.outages.outage import Scope
+from monitor.outages.state import Health
+
+__all__ = [
+    "COUNTRY_STATES",
+    "RULES",
+    "CauseKind",
+    "CountryState",
+    "OutageKey",
+    "Rule",
+    "Snapshot",
+    "TargetView",
+    "Verdict",
+    "Wanted",
+    "judge",
+]
+
+OutageKey = tuple[Scope, str]
+COUNTRY_STATES = ("normal", "degraded", "shutdown", "unknown")
+VANTAGE: OutageKey = (Scope.VANTAGE, "vantage")
+SELF: OutageKey = (Scope.SELF, "self")
+
+
+@dataclass(frozen=True, slots=True)
+class TargetView:
+    """One target as the rules see it, at the snapshot's time."""
+
+    name: str
+    country: str
+    asn: int | None
+    control: bool
+    category: str
+    health: Health
+    failing: int  # failed probes in a row
+    run_started_at: float | None  # first probe of the current run of failures or successes
+    last_up_at: float | None
+    flapping_since: float | None = None
+    explained_by: OutageKey | None = None  # the open outage that was its cause at the last verdict
+    released_at: float | None = None  # when the wider outage that explained it ended
+    released_from: OutageKey | None = None
+
+    @property
+    def dark_since(self) -> float | None:
+        """Start of the current dark period for narrower rows: down, or flapping."""
+        if self.flapping_since is not None:
+            return self.flapping_since
+        return self.run_started_at if self.health is Health.DOWN else None
+
+    @property
+    def recovered_at(self) -> float | None:
+        """First successful probe of the current up run, when up and not flapping."""
+        if self.health is Health.UP and self.failing == 0 and self.flapping_since is None:
+            return self.run_started_at
+        return None
+
+
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    now: float
+    targets: tuple[TargetView, ...]
+    open_since: Mapping[OutageKey, float]  # start of each outage open now
+    options: AnalysisOptions
+    settle: float
+    recovery_grace: float
+    vantage_online: bool = True
+    vantage_changed_at: float = 0.0  # start of the current online or offline period
+    blind_since: float | None = None  # our own event loop: start of the current blind spell
+    last_stall_at: float | None = None  # end of our event loop's latest stall
+    warm_at: float = 0.0  # before this, states are too young to open or close anything
+
+
+@dataclass(frozen=True, slots=True)
+class Wanted:
+    scope: Scope
+    key: str
+    started_at: float
+    members: tuple[str, ...]
+    country: str | None = None
+    asn: int | None = None
+
+    @property
+    def outage_key(self) -> OutageKey:
+        return (self.scope, self.key)
+
+
+class CauseKind:
+    OPEN = "open"  # the outage is open (or opens with this verdict)
+    PENDING = "pending"  # the group is dark, its outage waits for `settle`
+    RECOVERING = "recovering"  # its outage ended; the target gets `recovery_grace` to come back
+
+
+@dataclass(slots=True)
+class CountryState:
+    state: str = "unknown"
+    ratio: float | None = None
+    counted: int = 0
+    down: int = 0
+    by_category: dict[str, float] | None = None
+
+
+@dataclass(slots=True)
+class Verdict:
+    wanted: dict[OutageKey, Wanted] = field(default_factory=dict)
+    ended_at: dict[OutageKey, float] = field(default_factory=dict)  # for open ones no longer wanted
+    cause: dict[str, tuple[OutageKey, str]] = field(default_factory=dict)  # target -> (outage, CauseKind)
+    released: dict[str, tuple[float, OutageKey]] = field(default_factory=dict)  # explanations ended now
+    countries: dict[str, CountryState] = field(default_factory=dict)
+    frozen: bool = False  # blind or warming up: outages below the gate neither open nor close
+
+
+@dataclass(frozen=True, slots=True)
+class Group:
+    """A dark group found by a row: its claimed members, its start, whether it may open yet."""
+
+    wanted: Wanted
+    settled: bool
+
+
+RowFn = Callable[[Snapshot, Sequence[TargetView], Verdict], list[Group]]
+EndFn = Callable[[Snapshot, OutageKey, float, Mapping[str, TargetView]], float | None]
+
+
+@dataclass(frozen=True, slots=True)
+class Rule:
+    """One row of the table; the texts are the README's "Outage states" table, word for word."""
+
+    scope: Scope
+    who: str
+    member_dark: str
+    threshold: str
+    settle: str
+    find: RowFn
+    recovered: EndFn
+
+
+# -- the rows ------------------------------------------------------------------------------------
+
+
+def _reachable_for(snapshot: Snapshot, view: TargetView, key: OutageKey) -> bool:
+    """Normally reachable at the reference time: the start of the group's open outage, or now
+    (a shutdown lasting days keeps counting the targets that were up when it began)."""
+    reference = snapshot.open_since.get(key, snapshot.now)
+    return _normally_reachable(view, reference, snapshot.options.baseline_window)
+
+
+def _normally_reachable(view: TargetView, reference: float, window: float) -> bool:
+    if view.health is Health.UP:
+        return True
+    return view.last_up_at is not None and view.last_up_at >= reference - window
+
+
+def _dark_for_country(view: TargetView, options: AnalysisOptions) -> bool:
+    return view.health is Health.DOWN or view.failing >= options.country_down_after
+
+
+def _country_members(snapshot: Snapshot, views: Iterable[TargetView]) -> dict[str, list[TargetView]]:
+    members: dict[str, list[TargetView]] = defaultdict(list)
+    for view in views:
+        known = view.health is not Health.UNKNOWN or _dark_for_country(view, snapshot.options)
+        if known and _reachable_for(snapshot, view, (Scope.COUNTRY, view.country)):
+            members[view.country].append(view)
+    return members
+
+
+def _control_up_share(snapshot: Snapshot) -> float:
+    controls = [view for view in snapshot.targets if view.control]
+    if not controls:
+        return 1.0
+    return sum(1 for view in controls if view.health is Health.UP) / len(controls)
+
+
+def _kth(times: Iterable[float], k: int) -> float | None:
+    ordered = sorted(times)
+    return ordered[min(max(k, 1), len(ordered)) - 1] if ordered else None
+
+
+def _find_countries(snapshot: Snapshot, offered: Sequence[TargetView], verdict: Verdict) -> list[Group]:
+    control_share = _control_up_share(snapshot)
+    members = _country_members(snapshot, offered)
+    groups = []
+    for country in sorted({view.country for view in offered}):
+        counted = members.get(country, [])
+        dark = [view for view in counted if _dark_for_country(view, snapshot.options)]
+        summary = verdict.countries[country] = _country_state(snapshot, counted, dark, control_share)
+        if summary.state == "shutdown":
+            crossing = len(counted) - int(snapshot.options.shutdown_ratio * len(counted))
+            started = _kth((view.run_started_at or snapshot.now for view in dark), crossing)
+            members_dark = tuple(sorted(view.name for view in dark))
+            wanted = Wanted(Scope.COUNTRY, country, started or snapshot.now, members_dark, country=country)
+            groups.append(Group(wanted, settled=True))
+        elif summary.state == "unknown" and (key := (Scope.COUNTRY, country)) in snapshot.open_since:
+            # No target has a state yet (a restart): no evidence either way, the outage stays.
+            wanted = Wanted(Scope.COUNTRY, country, snapshot.open_since[key], (), country=country)
+            groups.append(Group(wanted, settled=True))
+    return groups
+
+
+def _country_state(
+    snapshot: Snapshot, counted: Sequence[TargetView], dark: Sequence[TargetView], control_share: float
+) -> CountryState:
+    if not counted or not snapshot.vantage_online:
+        return CountryState("unknown", None, len(counted), len(dark))
+    options = snapshot.options
+    share = (len(counted) - len(dark)) / len(counted)
+    ratio = min(1.0, share / control_share) if control_share > 0 else share
+    if (
+        ratio <= options.shutdown_ratio
+        and len(counted) >= options.min_targets
+        and len({view.asn for view in dark}) >= options.min_asns
+    ):
+        state = "shutdown"
+    elif ratio <= options.degraded_ratio:
+        state = "degraded"
+    else:
+        state = "normal"
+    return CountryState(state, ratio, len(counted), len(dark), _ratios_by_category(counted, dark))
+
+
+def _country_recovered(
+    snapshot: Snapshot, key: OutageKey, started_at: float, views: Mapping[str, TargetView]
+) -> float | None:
+    counted = _country_members(snapshot, (v for v in views.values() if v.country == key[1] and not v.control))
+    members = counted.get(key[1], [])
+    back = [max(view.run_started_at or started_at, started_at) for view in members if view.recovered_at is not None]
+    needed = int(snapshot.options.shutdown_ratio * len(members)) + 1
+    return _kth(back, needed)
+
+
+def _find_networks(snapshot: Snapshot, offered: Sequence[TargetView], verdict: Verdict) -> list[Group]:
+    networks: dict[tuple[str, int], list[TargetView]] = defaultdict(list)
+    for view in offered:
+        if view.asn is not None and _reachable_for(snapshot, view, _network_key(view.country, view.asn)):
+            networks[(view.country, view.asn)].append(view)
+    groups = []
+    for (country, asn), members in sorted(networks.items()):
+        if len(members) < snapshot.options.min_network_targets or any(
+            view.health is not Health.DOWN for view in members
+        ):
+            continue
+        started = max(_dark_start(view) for view in members)
+        wanted = Wanted(
+            Scope.NETWORK,
+            _network_key(country, asn)[1],
+            started,
+            tuple(sorted(view.name for view in members)),
+            country=country,
+            asn=asn,
+        )
+        groups.append(Group(wanted, settled=_settled(snapshot, members)))
+    return groups
+
+
+def _network_key(country: str, asn: int) -> OutageKey:
+    return (Scope.NETWORK, f"{country}/AS{asn}")
+
+
+def _network_recovered(
+    snapshot: Snapshot, key: OutageKey, started_at: float, views: Mapping[str, TargetView]
+) -> float | None:
+    country, _, asn = key[1].partition("/AS")
+    back = [
+        view.run_started_at or started_at
+        for view in views.values()
+        if view.country == country and str(view.asn) == asn and view.health is Health.UP
+    ]
+    return min(back, default=None)
+
+
+def _find_sites(snapshot: Snapshot, offered: Sequence[TargetView], verdict: Verdict) -> list[Group]:
+    groups = []
+    for view in offered:
+        key = (Scope.SITE, view.name)
+        if view.dark_since is None or not _reachable_for(snapshot, view, key):
+            continue
+        wanted = Wanted(
+            Scope.SITE, view.name, _dark_start(view), (view.name,), country=view.country, asn=view.asn
+        )
+        groups.append(Group(wanted, settled=_settled(snapshot, [view])))
+    return groups
+
+
+def _site_recovered(
+    snapshot: Snapshot, key: OutageKey, started_at: float, views: Mapping[str, TargetView]
+) -> float | None:
+    view = views.get(key[1])
+    return view.recovered_at if view is not None else None
+
+
+def _dark_start(view: TargetView) -> float:
+    """A target released by a wider outage is dark for narrower rows from that outage's end on:
+    each stretch of failure belongs to one outage."""
+    dark_since = view.dark_since or 0.0
+    if view.released_at is not None and dark_since < view.released_at:
+        return view.released_at
+    return dark_since
+
+
+def _settled(snapshot: Snapshot, members: Sequence[TargetView]) -> bool:
+    return all(snapshot.now - _dark_start(view) >= snapshot.settle for view in members)
+
+
+RULES: tuple[Rule, ...] = (
+    Rule(
+        Scope.COUNTRY,
+        who="the normally reachable targets of one country",
+        member_dark="down, or failing `country_down_after` (2) probes in a row",
+        threshold="up share / controls' up share ≤ `shutdown_ratio` (0.5), at least `min_targets` (3) "
+        "counted, dark ones on at least `min_asns` (2) networks",
+        settle="none: many targets on several networks corroborate each other",
+        find=_find_countries,
+        recovered=_country_recovered,
+    ),
+    Rule(
+        Scope.NETWORK,
+        who="the normally reachable targets of one country and ASN, at least `min_network_targets` (2)",
+        member_dark="down",
+        threshold="every member",
+        settle="`settle`, counted from the last member to go dark",
+        find=_find_networks,
+        recovered=_network_recovered,
+    ),
+    Rule(
+        Scope.SITE,
+        who="one target seen up within `baseline_window`",
+        member_dark="down, or flapping",
+        threshold="itself",
+        settle="`settle`",
+        find=_find_sites,
+        recovered=_site_recovered,
+    ),
+)
+
+
+# -- the judge -----------------------------------------------------------------------------------
+
+
+def judge(snapshot: Snapshot) -> Verdict:
+    verdict = Verdict()
+    _gate(snapshot, verdict)
+    verdict.frozen = (
+        not snapshot.vantage_online
+        or snapshot.now < snapshot.warm_at
+        or snapshot.now - snapshot.vantage_changed_at < snapshot.settle
+    )
+    views = {view.name: view for view in snapshot.targets}
+    offered = [view for view in snapshot.targets if not view.control]
+    for rule in RULES:
+        claimed: set[str] = set()
+        for group in rule.find(snapshot, offered, verdict):
+            key = group.wanted.outage_key
+            opens = key in snapshot.open_since or (group.settled and not verdict.frozen)
+            if opens:
+                verdict.wanted[key] = group.wanted
+            for name in group.wanted.members:
+                verdict.cause[name] = (key, CauseKind.OPEN if opens else CauseKind.PENDING)
+            claimed.update(group.wanted.members)
+        offered = [view for view in offered if view.name not in claimed]
+        _date_ends(snapshot, rule, views, verdict)
+        if verdict.frozen:
+            _keep_explanations(offered, verdict)
+        else:
+            offered = _hold_recovering(snapshot, _released(snapshot, rule.scope, offered, verdict), verdict)
+    return verdict
+
+
+def _date_ends(snapshot: Snapshot, rule: Rule, views: Mapping[str, TargetView], verdict: Verdict) -> None:
+    for key, started_at in snapshot.open_since.items():
+        if key[0] is rule.scope and key not in verdict.wanted:
+            ended = rule.recovered(snapshot, key, started_at, views)
+            ended = snapshot.now if ended is None else ended
+            verdict.ended_at[key] = min(max(ended, started_at), snapshot.now)
+
+
+def _released(
+    snapshot: Snapshot, scope: Scope, offered: list[TargetView], verdict: Verdict
+) -> list[TargetView]:
+    """Targets whose explanation (an open outage of this row) ends with this verdict and that
+    have not come back yet: released now, they get a fresh start for the narrower rows."""
+    kept = []
+    for view in offered:
+        key = view.explained_by
+        if (
+            key is not None
+            and key[0] is scope
+            and key in snapshot.open_since
+            and key not in verdict.wanted
+            and view.recovered_at is None
+        ):
+            ended = verdict.ended_at[key]
+            view = replace(view, released_at=ended, released_from=key)
+            verdict.released[view.name] = (ended, key)
+        kept.append(view)
+    return kept
+
+
+def _keep_explanations(offered: Sequence[TargetView], verdict: Verdict) -> None:
+    """Blind or warming up: what explained a target before still does."""
+    for view in offered:
+        if view.explained_by is not None and view.name not in verdict.cause:
+            verdict.cause[view.name] = (view.explained_by, CauseKind.OPEN)
+
+
+def _gate(snapshot: Snapshot, verdict: Verdict) -> None:
+    """The rows in front of the table: our own process, then our vantage point."""
+    if snapshot.blind_since is not None:
+        verdict.wanted[SELF] = Wanted(Scope.SELF, "self", snapshot.blind_since, ())
+    elif SELF in snapshot.open_since:
+        verdict.ended_at[SELF] = max(snapshot.last_stall_at or snapshot.now, snapshot.open_since[SELF])
+    controls = tuple(view.name for view in snapshot.targets if view.control)
+    if not snapshot.vantage_online:
+        verdict.wanted[VANTAGE] = Wanted(Scope.VANTAGE, "vantage", snapshot.vantage_changed_at, controls)
+        for name in controls:
+            verdict.cause[name] = (VANTAGE, CauseKind.OPEN)
+    elif VANTAGE in snapshot.open_since:
+        verdict.ended_at[VANTAGE] = max(snapshot.vantage_changed_at, snapshot.open_since[VANTAGE])
+
+
+def _hold_recovering(
+    snapshot: Snapshot, offered: list[TargetView], verdict: Verdict
+) -> list[TargetView]:
+    """Targets still dark from a wider outage that has ended get `recovery_grace` to come back
+    before a narrower row may take them: a country comes back in a staggered way."""
+    kept = []
+    for view in offered:
+        if (
+            view.released_at is not None
+            and view.released_from is not None
+            and view.recovered_at is None
+            and (view.dark_since is None or view.dark_since < view.released_at)
+            and snapshot.now - view.released_at < snapshot.recovery_grace
+        ):
+            verdict.cause[view.name] = (view.released_from, CauseKind.RECOVERING)
+            continue
+        kept.append(view)
+    return kept
+
+
+def _ratios_by_category(counted: Sequence[TargetView], dark: Sequence[TargetView]) -> dict[str, float]:
+    totals = Counter(view.category for view in counted)
+    downs = Counter(view.category for view in dark)
+    ratios = {category: (total - downs[category]) / total for category, total in totals.items()}
+    ratios["all"] = (len(counted) - len(dark)) / len(counted)
+    return ratios

@@ -1,0 +1,220 @@
+"""The rule table row by row: hand-made snapshots in, verdicts out (no clock, no state)."""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import replace
+from pathlib import Path
+
+from monitor.catalog.schema import AnalysisOptions
+from monitor.outages.outage import Scope
+from monitor.outages.rules import RULES, CauseKind, Snapshot, TargetView, judge
+from monitor.outages.state import Health
+
+NOW = 10_000.0
+SETTLE = 40.0
+README = Path(__file__).resolve().parents[2] / "README.md"
+
+
+def up(name: str, asn: int = 1, country: str = "KZ", since: float = 0.0, **extra: object) -> TargetView:
+    fields = dict(
+        name=name,
+        country=country,
+        asn=asn,
+        control=False,
+        category="news",
+        health=Health.UP,
+        failing=0,
+        run_started_at=since,
+        last_up_at=NOW - 5,
+    )
+    fields.update(extra)
+    return TargetView(**fields)  # type: ignore[arg-type]
+
+
+def down(name: str, asn: int = 1, since: float = NOW - 100, **extra: object) -> TargetView:
+    return up(name, asn, health=Health.DOWN, failing=5, run_started_at=since, last_up_at=since - 10, **extra)
+
+
+def controls(count: int = 4, failing: int = 0) -> list[TargetView]:
+    return [
+        up(f"control{i}", asn=100 + i, country="NL", control=True, failing=1 if i < failing else 0)
+        for i in range(count)
+    ]
+
+
+def snapshot(targets: list[TargetView], **extra: object) -> Snapshot:
+    fields: dict[str, object] = dict(
+        now=NOW,
+        targets=tuple([*targets, *controls()]),
+        open_since={},
+        options=AnalysisOptions(),
+        settle=SETTLE,
+        recovery_grace=5 * SETTLE,
+    )
+    fields.update(extra)
+    return Snapshot(**fields)  # type: ignore[arg-type]
+
+
+def kz(dark: dict[str, float], asns: int = 3, per_asn: int = 3) -> list[TargetView]:
+    """`asns` networks of `per_asn` sites, named a1..c3; those in `dark` down since the value."""
+    views = []
+    for index in range(asns):
+        for number in range(1, per_asn + 1):
+            name = f"{'abcdef'[index]}{number}"
+            asn = 10 + index
+            views.append(down(name, asn, since=dark[name]) if name in dark else up(name, asn))
+    return views
+
+
+def wanted_keys(snapshot: Snapshot) -> list[str]:
+    return sorted(f"{scope.value}:{key}" for scope, key in judge(snapshot).wanted)
+
+
+# -- country row ---------------------------------------------------------------------------------
+
+
+def test_country_row_claims_the_dark_targets_and_dates_the_start_by_the_member_that_crossed() -> None:
+    dark = {name: NOW - 60 + i for i, name in enumerate(["a1", "a2", "b1", "b2", "c1", "c2"])}
+    verdict = judge(snapshot(kz(dark)))
+    assert list(verdict.wanted) == [(Scope.COUNTRY, "KZ")]
+    country = verdict.wanted[(Scope.COUNTRY, "KZ")]
+    # 9 counted, shutdown at share <= 0.5: the 5th target to go dark took it over.
+    assert country.started_at == NOW - 60 + 4
+    assert {name for name, (key, _) in verdict.cause.items() if key == (Scope.COUNTRY, "KZ")} == set(dark)
+    assert verdict.countries["KZ"].state == "shutdown"
+
+
+def test_country_row_needs_several_networks() -> None:
+    dark = {name: NOW - 60 for name in ["a1", "a2", "a3"]}
+    verdict = judge(snapshot(kz(dark, asns=2)))
+    assert (Scope.COUNTRY, "KZ") not in verdict.wanted
+    assert list(verdict.wanted) == [(Scope.NETWORK, "KZ/AS10")]
+
+
+def test_country_row_does_not_count_targets_never_seen_up() -> None:
+    geo_blocked = [replace(down(f"g{i}", 10 + i), last_up_at=None) for i in range(5)]
+    verdict = judge(snapshot([*kz({}), *geo_blocked]))
+    assert verdict.wanted == {} and verdict.countries["KZ"].state == "normal"
+
+
+def test_country_ends_when_the_recovery_of_a_member_lifts_the_share_over_the_threshold() -> None:
+    views = kz({name: NOW - 300 for name in ["a1", "a2", "a3", "b1", "b2", "b3"]})
+    back = {"a1": NOW - 30, "a2": NOW - 20, "b1": NOW - 10}  # 3 + 3 up of 9: over 0.5 with the 5th
+    country = (Scope.COUNTRY, "KZ")
+    views = [
+        replace(view, health=Health.UP, failing=0, run_started_at=back[view.name])
+        if view.name in back
+        else replace(view, explained_by=country)
+        for view in views
+    ]
+    verdict = judge(snapshot(views, open_since={country: NOW - 290}))
+    assert verdict.wanted == {}
+    assert verdict.ended_at[country] == NOW - 20
+    assert verdict.released == {name: (NOW - 20, country) for name in ["a3", "b2", "b3"]}
+
+
+# -- network row ---------------------------------------------------------------------------------
+
+
+def test_network_row_waits_settle_from_the_last_member_to_go_dark() -> None:
+    dark = {"a1": NOW - 100, "a2": NOW - 100, "a3": NOW - SETTLE / 2}
+    verdict = judge(snapshot(kz(dark)))
+    assert verdict.wanted == {}
+    assert verdict.cause["a1"] == ((Scope.NETWORK, "KZ/AS10"), CauseKind.PENDING)  # no site outage meanwhile
+    dark["a3"] = NOW - SETTLE
+    verdict = judge(snapshot(kz(dark)))
+    assert list(verdict.wanted) == [(Scope.NETWORK, "KZ/AS10")]
+    assert verdict.wanted[(Scope.NETWORK, "KZ/AS10")].started_at == NOW - SETTLE
+
+
+# -- site row ------------------------------------------------------------------------------------
+
+
+def test_site_row_opens_after_settle_and_not_for_a_target_never_seen_up() -> None:
+    fresh = snapshot([*kz({"a1": NOW - SETTLE + 1}), replace(down("z9", 99), last_up_at=None)])
+    assert judge(fresh).wanted == {}
+    settled = snapshot(kz({"a1": NOW - SETTLE}))
+    assert wanted_keys(settled) == ["site:a1"]
+
+
+def test_a_flapping_target_keeps_its_site_outage_while_up() -> None:
+    flapping = replace(up("a1", 10, since=NOW - 5), flapping_since=NOW - 200)
+    open_site = {(Scope.SITE, "a1"): NOW - 200}
+    verdict = judge(snapshot([flapping, *kz({})[1:]], open_since=open_site))
+    assert list(verdict.wanted) == [(Scope.SITE, "a1")]
+    calm = replace(flapping, flapping_since=None)
+    verdict = judge(snapshot([calm, *kz({})[1:]], open_since=open_site))
+    assert verdict.ended_at[(Scope.SITE, "a1")] == NOW - 5
+
+
+# -- no churn: release and recovery grace --------------------------------------------------------
+
+
+def test_targets_still_dark_when_the_country_ends_are_released_and_held_for_the_grace() -> None:
+    views = kz({name: NOW - 300 for name in ["a1", "a2", "a3", "b1", "b2", "b3", "c1"]})
+    back = {"a2", "a3", "b2", "b3", "c1"}  # a1 and b1 still down
+    views = [
+        replace(v, health=Health.UP, failing=0, run_started_at=NOW - 4) if v.name in back else v
+        for v in views
+    ]
+    country = (Scope.COUNTRY, "KZ")
+    views = [replace(view, explained_by=country) for view in views]
+    verdict = judge(snapshot(views, open_since={country: NOW - 290}))
+    assert verdict.wanted == {}
+    assert set(verdict.released) == {"a1", "b1"}
+    assert verdict.cause["a1"] == (country, CauseKind.RECOVERING)
+    later = [
+        replace(view, explained_by=None, released_at=NOW - 4, released_from=country)
+        if view.name in ("a1", "b1")
+        else replace(view, explained_by=None)
+        for view in views
+    ]
+    within = judge(snapshot(later, now=NOW + 5 * SETTLE - 10))
+    assert within.wanted == {} and within.cause["b1"][1] == CauseKind.RECOVERING
+    after = judge(snapshot(later, now=NOW + 5 * SETTLE))
+    assert sorted(after.wanted) == [(Scope.SITE, "a1"), (Scope.SITE, "b1")]
+    assert after.wanted[(Scope.SITE, "a1")].started_at == NOW - 4  # from the country's end on
+
+
+# -- the gate ------------------------------------------------------------------------------------
+
+
+def test_while_the_vantage_is_offline_only_the_vantage_outage_is_wanted_and_the_rest_is_frozen() -> None:
+    views = kz({name: NOW - 300 for name in ["a1", "a2", "a3", "b1", "b2", "b3"]})
+    verdict = judge(snapshot(views, vantage_online=False, vantage_changed_at=NOW - 30))
+    assert list(verdict.wanted) == [(Scope.VANTAGE, "vantage")] and verdict.frozen
+    assert verdict.wanted[(Scope.VANTAGE, "vantage")].started_at == NOW - 30
+    assert verdict.countries["KZ"].state == "unknown" and verdict.countries["KZ"].ratio is None
+
+
+def test_just_after_the_vantage_came_back_nothing_opens_for_settle() -> None:
+    views = kz({"a1": NOW - 300})
+    assert judge(snapshot(views, vantage_changed_at=NOW - SETTLE + 1)).frozen
+    assert wanted_keys(snapshot(views, vantage_changed_at=NOW - SETTLE)) == ["site:a1"]
+
+
+def test_a_blind_spell_of_our_own_is_a_self_outage_and_freezes_nothing() -> None:
+    verdict = judge(snapshot(kz({"a1": NOW - 300}), blind_since=NOW - 50, last_stall_at=NOW - 45))
+    assert set(verdict.wanted) == {(Scope.SITE, "a1"), (Scope.SELF, "self")}
+    healthy = judge(snapshot(kz({}), open_since={(Scope.SELF, "self"): NOW - 50}, last_stall_at=NOW - 45))
+    assert healthy.ended_at[(Scope.SELF, "self")] == NOW - 45
+
+
+def test_the_readme_outage_states_table_matches_the_rule_rows_one_to_one() -> None:
+    readme = README.read_text()
+    table = readme[readme.index("| scope | who may go dark together") :]
+    rows = list(itertools.takewhile(lambda line: line.startswith("|"), table.splitlines()))[2:]
+    gate_rows = [row for row in rows if row.startswith(("| **self**", "| **vantage**"))]
+    rule_rows = [row for row in rows if row not in gate_rows]
+    assert len(gate_rows) == 2
+    assert len(rule_rows) == len(RULES)
+    for row, rule in zip(rule_rows, RULES, strict=True):
+        cells = [cell.strip() for cell in row.strip("|").split("|")]
+        assert cells[:5] == [
+            f"**{rule.scope.value}**",
+            rule.who,
+            rule.member_dark,
+            rule.threshold,
+            rule.settle,
+        ], row
