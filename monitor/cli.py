@@ -58,6 +58,9 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--config", required=True, help="targets.yaml")
     run.add_argument("--listen", default="127.0.0.1:9143", help="HOST:PORT to serve on")
     run.add_argument("--max-concurrency", type=int, default=512, help="probes running at once, at most")
+    run.add_argument(
+        "--max-connections", type=int, default=512, help="web clients served at once, at most (others wait)"
+    )
     run.add_argument("--state", help="SQLite outage journal (default: outages kept in memory only)")
     run.add_argument("--shard", type=_shard, help="probe only shard I of N of the catalog (e.g. 0/3)")
     run.add_argument("--web-config", help="TLS and basic auth for the web endpoints (see README)")
@@ -133,7 +136,9 @@ async def _serve(args: argparse.Namespace, host: str, port: int) -> None:
     monitor = Monitor(
         args.config, state_path=args.state, max_concurrency=args.max_concurrency, shard=args.shard
     )
-    async with serve(monitor, host, port, args.enable_lifecycle, web_config) as stopping:
+    async with serve(
+        monitor, host, port, args.enable_lifecycle, web_config, max_connections=args.max_connections
+    ) as stopping:
         await stopping.wait()
 
 

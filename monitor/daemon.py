@@ -41,7 +41,8 @@ from monitor.probing.loop_health import LoopHealth
 from monitor.probing.prober import Prober
 from monitor.probing.result import ProbeResult
 from monitor.probing.scheduler import ProbeSchedule, quiet_apscheduler
-from monitor.serving.web import build_app
+from monitor.serving.listener import LimitedListener
+from monitor.serving.web import ClientErrorLogger, build_app
 from monitor.serving.webconfig import WebConfig
 
 __all__ = ["DaemonMetrics", "Monitor", "serve"]
@@ -51,6 +52,7 @@ disable_created_metrics()  # `_created` series double the exposition and no dash
 log = logging.getLogger(__name__)
 
 _OVERRUN_TOLERANCE = 0.25
+CLIENT_IDLE_TIMEOUT = 15.0  # seconds; Prometheus scrapes reconnect at no cost worth naming
 _ERRNO = re.compile(r"\[Errno (\d+)\]")
 _OPEN_FILES_CEILING = 1 << 20  # when the hard limit is "unlimited", which Linux does not allow as a soft one
 
@@ -69,6 +71,17 @@ def raise_open_files_limit() -> None:
         log.warning("open files limit stays at soft %d (hard %s): %s", soft, hard, exc)
         return
     log.info("open files limit: soft %d raised to %d (hard %s)", soft, wanted, hard)
+
+
+def _warn_if_clients_may_take_the_descriptors(max_connections: int) -> None:
+    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != resource.RLIM_INFINITY and max_connections > soft // 2:
+        log.warning(
+            "--max-connections %d is more than half the open files limit (%d): "
+            "web clients may take the sockets probes need",
+            max_connections,
+            soft,
+        )
 
 
 class Monitor:
@@ -240,18 +253,38 @@ class Monitor:
 
 @contextlib.asynccontextmanager
 async def serve(
-    monitor: Monitor, host: str, port: int, enable_lifecycle: bool, web_config: WebConfig | None = None
+    monitor: Monitor,
+    host: str,
+    port: int,
+    enable_lifecycle: bool,
+    web_config: WebConfig | None = None,
+    max_connections: int = 512,
 ) -> AsyncIterator[asyncio.Event]:
     """Start probing and serving; yield an event set by SIGTERM or SIGINT; stop cleanly."""
     raise_open_files_limit()
     await monitor.start()
     app = build_app(monitor, enable_lifecycle=enable_lifecycle, web_config=web_config)
-    runner = web.AppRunner(app, access_log=None)
+    # The idle timeout runs from the connection's start and from each response, and a half-sent
+    # request does not extend it: it is also the header-read timeout (slowloris).
+    runner = web.AppRunner(
+        app, access_log=None, keepalive_timeout=CLIENT_IDLE_TIMEOUT, logger=ClientErrorLogger()
+    )
     await runner.setup()
+    assert runner.server is not None  # set by setup()
     stopping = asyncio.Event()
+    ssl_context = web_config.ssl_context() if web_config else None
+    listener = LimitedListener(
+        runner.server,
+        host,
+        port,
+        max_connections=max_connections,
+        ssl_context=ssl_context,
+        on_shed=monitor.metrics.connections_shed.inc,
+    )
+    monitor.metrics.connections.set_function(lambda: listener.active)
+    _warn_if_clients_may_take_the_descriptors(max_connections)
     try:
-        ssl_context = web_config.ssl_context() if web_config else None
-        await web.TCPSite(runner, host, port, ssl_context=ssl_context).start()
+        await listener.start()
         loop = asyncio.get_running_loop()
         loop.add_signal_handler(signal.SIGHUP, monitor.reload)
         for signum in (signal.SIGTERM, signal.SIGINT):
@@ -266,6 +299,7 @@ async def serve(
         yield stopping
     finally:
         log.info("stopping")
+        await listener.close()
         await monitor.stop()
         await runner.cleanup()
 
@@ -321,6 +355,14 @@ class DaemonMetrics:
         self.overruns = Counter(
             "monitor_probe_deadline_overruns",
             "Probes that ended more than 250ms after their deadline (should stay 0)",
+            registry=registry,
+        )
+        self.connections = Gauge(
+            "monitor_web_connections", "Web client connections being served now", registry=registry
+        )
+        self.connections_shed = Counter(
+            "monitor_web_connections_shed",
+            "Client connections that never sent a byte, closed to make room under --max-connections",
             registry=registry,
         )
         self.tasks = Gauge("monitor_asyncio_tasks", "Tasks alive in the event loop", registry=registry)

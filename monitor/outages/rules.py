@@ -240,7 +240,11 @@ def _country_recovered(
 ) -> float | None:
     counted = _country_members(snapshot, (v for v in views.values() if v.country == key[1] and not v.control))
     members = counted.get(key[1], [])
-    back = [max(view.run_started_at or started_at, started_at) for view in members if view.recovered_at is not None]
+    back = [
+        max(view.run_started_at or started_at, started_at)
+        for view in members
+        if view.recovered_at is not None
+    ]
     needed = int(snapshot.options.shutdown_ratio * len(members)) + 1
     return _kth(back, needed)
 
@@ -434,9 +438,7 @@ def _gate(snapshot: Snapshot, verdict: Verdict) -> None:
         verdict.ended_at[VANTAGE] = max(snapshot.vantage_changed_at, snapshot.open_since[VANTAGE])
 
 
-def _hold_recovering(
-    snapshot: Snapshot, offered: list[TargetView], verdict: Verdict
-) -> list[TargetView]:
+def _hold_recovering(snapshot: Snapshot, offered: list[TargetView], verdict: Verdict) -> list[TargetView]:
     """Targets still dark from a wider outage that has ended get `recovery_grace` to come back
     before a narrower row may take them: a country comes back in a staggered way."""
     kept = []

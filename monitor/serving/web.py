@@ -5,10 +5,12 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import json
+import logging
 import time
 from typing import Any, Protocol
 
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry
 
 from monitor import __version__
@@ -22,7 +24,7 @@ from monitor.probing.result import ProbeResult
 from monitor.serving.exposition import metrics_text, probe_text
 from monitor.serving.webconfig import WebConfig
 
-__all__ = ["build_app"]
+__all__ = ["ClientErrorLogger", "build_app"]
 
 _SCRAPE_TIMEOUT_MARGIN = 0.5
 
@@ -41,6 +43,24 @@ class Served(Protocol):
 
 
 MONITOR_KEY = web.AppKey("monitor", Served)
+
+
+class ClientErrorLogger(logging.LoggerAdapter[logging.Logger]):
+    """aiohttp logs a client's malformed request as an ERROR with a traceback; it is the client's
+    fault, so one warning line says it. Errors of our own keep their traceback."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.getLogger("monitor.serving.web"), {})
+
+    def exception(self, msg: object, *args: object, exc_info: Any = True, **kwargs: Any) -> None:
+        if isinstance(exc_info, HttpProcessingError):
+            self.warning("%s: %s", str(msg) % args, _one_line(exc_info))
+            return
+        self.error(msg, *args, exc_info=exc_info, **kwargs)
+
+
+def _one_line(exc: HttpProcessingError) -> str:
+    return " ".join(f"{exc.code} {exc.message}".split())[:200]
 
 
 def build_app(
