@@ -208,6 +208,7 @@ class Analyzer:
             failing=state.failures_in_a_row,
             run_started_at=state.run_started_at,
             last_up_at=state.last_up_at,
+            state_since=state.changed_at,
             flapping_since=flapping_since,
             explained_by=cause[0] if cause is not None and cause[1] == CauseKind.OPEN else None,
             released_at=released[0] if released else None,

@@ -12,6 +12,7 @@ member whose recovery brought it back.
 
 from __future__ import annotations
 
+import bisect
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -53,6 +54,7 @@ class TargetView:
     failing: int  # failed probes in a row
     run_started_at: float | None  # first probe of the current run of failures or successes
     last_up_at: float | None
+    state_since: float | None = None  # when it went down or came up (first probe of that run)
     flapping_since: float | None = None
     explained_by: OutageKey | None = None  # the open outage that was its cause at the last verdict
     released_at: float | None = None  # when the wider outage that explained it ended
@@ -63,14 +65,19 @@ class TargetView:
         """Start of the current dark period for narrower rows: down, or flapping."""
         if self.flapping_since is not None:
             return self.flapping_since
-        return self.run_started_at if self.health is Health.DOWN else None
+        return self.state_since if self.health is Health.DOWN else None
 
     @property
     def recovered_at(self) -> float | None:
         """First successful probe of the current up run, when up and not flapping."""
         if self.health is Health.UP and self.failing == 0 and self.flapping_since is None:
-            return self.run_started_at
+            return self.state_since
         return None
+
+    @property
+    def country_dark_since(self) -> float | None:
+        """Start of its darkness for the country row, which also counts targets failing but not down yet."""
+        return self.state_since if self.health is Health.DOWN else self.run_started_at
 
 
 @dataclass(frozen=True, slots=True)
@@ -135,7 +142,7 @@ class Group:
     settled: bool
 
 
-RowFn = Callable[[Snapshot, Sequence[TargetView], Verdict], list[Group]]
+RowFn = Callable[[Snapshot, Sequence[TargetView], Verdict, "SeenUp"], list[Group]]
 EndFn = Callable[[Snapshot, OutageKey, float, Mapping[str, TargetView]], float | None]
 
 
@@ -193,7 +200,9 @@ def _kth(times: Iterable[float], k: int) -> float | None:
     return ordered[min(max(k, 1), len(ordered)) - 1] if ordered else None
 
 
-def _find_countries(snapshot: Snapshot, offered: Sequence[TargetView], verdict: Verdict) -> list[Group]:
+def _find_countries(
+    snapshot: Snapshot, offered: Sequence[TargetView], verdict: Verdict, seen: SeenUp
+) -> list[Group]:
     control_share = _control_up_share(snapshot)
     members = _country_members(snapshot, offered)
     groups = []
@@ -203,7 +212,7 @@ def _find_countries(snapshot: Snapshot, offered: Sequence[TargetView], verdict: 
         summary = verdict.countries[country] = _country_state(snapshot, counted, dark, control_share)
         if summary.state == "shutdown":
             crossing = len(counted) - int(snapshot.options.shutdown_ratio * len(counted))
-            started = _kth((view.run_started_at or snapshot.now for view in dark), crossing)
+            started = _kth((view.country_dark_since or snapshot.now for view in dark), crossing)
             members_dark = tuple(sorted(view.name for view in dark))
             wanted = Wanted(Scope.COUNTRY, country, started or snapshot.now, members_dark, country=country)
             groups.append(Group(wanted, settled=True))
@@ -241,7 +250,7 @@ def _country_recovered(
     counted = _country_members(snapshot, (v for v in views.values() if v.country == key[1] and not v.control))
     members = counted.get(key[1], [])
     back = [
-        max(view.run_started_at or started_at, started_at)
+        max(view.recovered_at, started_at)
         for view in members
         if view.recovered_at is not None
     ]
@@ -249,7 +258,9 @@ def _country_recovered(
     return _kth(back, needed)
 
 
-def _find_networks(snapshot: Snapshot, offered: Sequence[TargetView], verdict: Verdict) -> list[Group]:
+def _find_networks(
+    snapshot: Snapshot, offered: Sequence[TargetView], verdict: Verdict, seen: SeenUp
+) -> list[Group]:
     networks: dict[tuple[str, int], list[TargetView]] = defaultdict(list)
     for view in offered:
         if view.asn is not None and _reachable_for(snapshot, view, _network_key(view.country, view.asn)):
@@ -269,7 +280,7 @@ def _find_networks(snapshot: Snapshot, offered: Sequence[TargetView], verdict: V
             country=country,
             asn=asn,
         )
-        groups.append(Group(wanted, settled=_settled(snapshot, members)))
+        groups.append(Group(wanted, settled=_settled(snapshot, members, seen)))
     return groups
 
 
@@ -282,14 +293,16 @@ def _network_recovered(
 ) -> float | None:
     country, _, asn = key[1].partition("/AS")
     back = [
-        view.run_started_at or started_at
+        view.recovered_at
         for view in views.values()
-        if view.country == country and str(view.asn) == asn and view.health is Health.UP
+        if view.country == country and str(view.asn) == asn and view.recovered_at is not None
     ]
     return min(back, default=None)
 
 
-def _find_sites(snapshot: Snapshot, offered: Sequence[TargetView], verdict: Verdict) -> list[Group]:
+def _find_sites(
+    snapshot: Snapshot, offered: Sequence[TargetView], verdict: Verdict, seen: SeenUp
+) -> list[Group]:
     groups = []
     for view in offered:
         key = (Scope.SITE, view.name)
@@ -298,7 +311,7 @@ def _find_sites(snapshot: Snapshot, offered: Sequence[TargetView], verdict: Verd
         wanted = Wanted(
             Scope.SITE, view.name, _dark_start(view), (view.name,), country=view.country, asn=view.asn
         )
-        groups.append(Group(wanted, settled=_settled(snapshot, [view])))
+        groups.append(Group(wanted, settled=_settled(snapshot, [view], seen)))
     return groups
 
 
@@ -318,8 +331,53 @@ def _dark_start(view: TargetView) -> float:
     return dark_since
 
 
-def _settled(snapshot: Snapshot, members: Sequence[TargetView]) -> bool:
-    return all(snapshot.now - _dark_start(view) >= snapshot.settle for view in members)
+def _settled(snapshot: Snapshot, members: Sequence[TargetView], seen: SeenUp) -> bool:
+    """Long enough for a wider event to show: the wider groups around have been seen up since,
+    or `settle` has passed (when there is nobody to be seen)."""
+    since = max(_dark_start(view) for view in members)
+    return snapshot.now - since >= snapshot.settle or seen.rules_out_wider(members, since)
+
+
+class SeenUp:
+    """Who has been seen up since when, per country and network, built once per verdict: a
+    narrower outage may open as soon as the groups around it were seen up after it went dark (a
+    probe that started after a cut fails), instead of waiting `settle` blindly."""
+
+    def __init__(self, snapshot: Snapshot) -> None:
+        self.options = snapshot.options
+        self.counted: Counter[tuple[str, int | None]] = Counter()
+        self.up_at: dict[tuple[str, int | None], list[float]] = defaultdict(list)
+        self.networks: dict[str, set[int | None]] = defaultdict(set)
+        for view in snapshot.targets:
+            if view.control or not _normally_reachable(view, snapshot.now, self.options.baseline_window):
+                continue
+            for key in ((view.country, view.asn), (view.country, None)):
+                self.counted[key] += 1
+                if view.health is Health.UP and view.failing == 0 and view.last_up_at is not None:
+                    self.up_at[key].append(view.last_up_at)
+            self.networks[view.country].add(view.asn)
+        for times in self.up_at.values():
+            times.sort()
+
+    def _up_since(self, key: tuple[str, int | None], since: float) -> int:
+        times = self.up_at.get(key, [])
+        return len(times) - bisect.bisect_left(times, since)
+
+    def rules_out_wider(self, members: Sequence[TargetView], since: float) -> bool:
+        options = self.options
+        country = members[0].country
+        counted = self.counted[(country, None)]
+        country_fine = (
+            counted < options.min_targets
+            or len(self.networks[country]) < options.min_asns
+            or self._up_since((country, None), since) > options.shutdown_ratio * counted
+        )
+        if len(members) > 1 or members[0].asn is None:
+            return country_fine
+        network = (country, members[0].asn)
+        return country_fine and (
+            self.counted[network] < options.min_network_targets or self._up_since(network, since) >= 1
+        )
 
 
 RULES: tuple[Rule, ...] = (
@@ -338,7 +396,7 @@ RULES: tuple[Rule, ...] = (
         who="the normally reachable targets of one country and ASN, at least `min_network_targets` (2)",
         member_dark="down",
         threshold="every member",
-        settle="`settle`, counted from the last member to go dark",
+        settle="until the country was seen up since the last member went dark, or `settle` at most",
         find=_find_networks,
         recovered=_network_recovered,
     ),
@@ -347,7 +405,7 @@ RULES: tuple[Rule, ...] = (
         who="one target seen up within `baseline_window`",
         member_dark="down, or flapping",
         threshold="itself",
-        settle="`settle`",
+        settle="until its network and country were seen up since it went dark, or `settle` at most",
         find=_find_sites,
         recovered=_site_recovered,
     ),
@@ -366,10 +424,11 @@ def judge(snapshot: Snapshot) -> Verdict:
         or snapshot.now - snapshot.vantage_changed_at < snapshot.settle
     )
     views = {view.name: view for view in snapshot.targets}
+    seen = SeenUp(snapshot)
     offered = [view for view in snapshot.targets if not view.control]
     for rule in RULES:
         claimed: set[str] = set()
-        for group in rule.find(snapshot, offered, verdict):
+        for group in rule.find(snapshot, offered, verdict, seen):
             key = group.wanted.outage_key
             opens = key in snapshot.open_since or (group.settled and not verdict.frozen)
             if opens:

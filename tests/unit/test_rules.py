@@ -26,6 +26,7 @@ def up(name: str, asn: int = 1, country: str = "KZ", since: float = 0.0, **extra
         health=Health.UP,
         failing=0,
         run_started_at=since,
+        state_since=since,
         last_up_at=NOW - 5,
     )
     fields.update(extra)
@@ -33,7 +34,16 @@ def up(name: str, asn: int = 1, country: str = "KZ", since: float = 0.0, **extra
 
 
 def down(name: str, asn: int = 1, since: float = NOW - 100, **extra: object) -> TargetView:
-    return up(name, asn, health=Health.DOWN, failing=5, run_started_at=since, last_up_at=since - 10, **extra)
+    return up(
+        name,
+        asn,
+        health=Health.DOWN,
+        failing=5,
+        run_started_at=since,
+        state_since=since,
+        last_up_at=since - 10,
+        **extra,
+    )
 
 
 def controls(count: int = 4, failing: int = 0) -> list[TargetView]:
@@ -103,7 +113,9 @@ def test_country_ends_when_the_recovery_of_a_member_lifts_the_share_over_the_thr
     back = {"a1": NOW - 30, "a2": NOW - 20, "b1": NOW - 10}  # 3 + 3 up of 9: over 0.5 with the 5th
     country = (Scope.COUNTRY, "KZ")
     views = [
-        replace(view, health=Health.UP, failing=0, run_started_at=back[view.name])
+        replace(
+            view, health=Health.UP, failing=0, run_started_at=back[view.name], state_since=back[view.name]
+        )
         if view.name in back
         else replace(view, explained_by=country)
         for view in views
@@ -117,25 +129,38 @@ def test_country_ends_when_the_recovery_of_a_member_lifts_the_share_over_the_thr
 # -- network row ---------------------------------------------------------------------------------
 
 
-def test_network_row_waits_settle_from_the_last_member_to_go_dark() -> None:
+def seen_last_at(views: list[TargetView], at: float) -> list[TargetView]:
+    return [replace(view, last_up_at=at) if view.health is Health.UP else view for view in views]
+
+
+def test_network_row_waits_until_the_country_was_seen_up_since_its_last_member_went_dark() -> None:
     dark = {"a1": NOW - 100, "a2": NOW - 100, "a3": NOW - SETTLE / 2}
-    verdict = judge(snapshot(kz(dark)))
+    not_seen_since = seen_last_at(kz(dark), NOW - SETTLE)  # the others' latest probes began before
+    verdict = judge(snapshot(not_seen_since))
     assert verdict.wanted == {}
     assert verdict.cause["a1"] == ((Scope.NETWORK, "KZ/AS10"), CauseKind.PENDING)  # no site outage meanwhile
-    dark["a3"] = NOW - SETTLE
-    verdict = judge(snapshot(kz(dark)))
+    seen_since = seen_last_at(kz(dark), NOW - 1)  # a probe started after a cut would have failed
+    verdict = judge(snapshot(seen_since))
     assert list(verdict.wanted) == [(Scope.NETWORK, "KZ/AS10")]
-    assert verdict.wanted[(Scope.NETWORK, "KZ/AS10")].started_at == NOW - SETTLE
+    assert verdict.wanted[(Scope.NETWORK, "KZ/AS10")].started_at == NOW - SETTLE / 2
+    dark["a3"] = NOW - SETTLE  # nobody seen since, but `settle` has passed
+    assert wanted_keys(snapshot(seen_last_at(kz(dark), NOW - 2 * SETTLE))) == ["network:KZ/AS10"]
 
 
 # -- site row ------------------------------------------------------------------------------------
 
 
-def test_site_row_opens_after_settle_and_not_for_a_target_never_seen_up() -> None:
-    fresh = snapshot([*kz({"a1": NOW - SETTLE + 1}), replace(down("z9", 99), last_up_at=None)])
-    assert judge(fresh).wanted == {}
-    settled = snapshot(kz({"a1": NOW - SETTLE}))
-    assert wanted_keys(settled) == ["site:a1"]
+def test_site_row_waits_until_its_network_was_seen_up_since_it_went_dark() -> None:
+    dark_since = NOW - SETTLE / 2
+    views = seen_last_at(kz({"a1": dark_since}), NOW - 1)
+    peers_not_seen = [replace(v, last_up_at=dark_since - 1) if v.name in ("a2", "a3") else v for v in views]
+    assert judge(snapshot(peers_not_seen)).wanted == {}
+    assert wanted_keys(snapshot(views)) == ["site:a1"]
+
+
+def test_site_row_never_opens_for_a_target_never_seen_up() -> None:
+    never_up = replace(down("z9", 99, since=NOW - 10 * SETTLE), last_up_at=None)
+    assert judge(snapshot([*kz({}), never_up])).wanted == {}
 
 
 def test_a_flapping_target_keeps_its_site_outage_while_up() -> None:
@@ -155,7 +180,9 @@ def test_targets_still_dark_when_the_country_ends_are_released_and_held_for_the_
     views = kz({name: NOW - 300 for name in ["a1", "a2", "a3", "b1", "b2", "b3", "c1"]})
     back = {"a2", "a3", "b2", "b3", "c1"}  # a1 and b1 still down
     views = [
-        replace(v, health=Health.UP, failing=0, run_started_at=NOW - 4) if v.name in back else v
+        replace(v, health=Health.UP, failing=0, run_started_at=NOW - 4, state_since=NOW - 4)
+        if v.name in back
+        else v
         for v in views
     ]
     country = (Scope.COUNTRY, "KZ")
