@@ -208,7 +208,7 @@ class AnalysisOptions(_Strict):
     min_targets: int = Field(default=3, ge=1)
     min_asns: int = Field(default=2, ge=1)
     min_network_targets: int = Field(default=2, ge=1)
-    country_down_after: int = Field(default=2, ge=1, le=100)
+    group_down_after: int = Field(default=2, ge=1, le=100)
     baseline_window: Duration = 3600.0
     settle: Duration | None = None
     recovery_grace: Duration | None = None  # default: 5 x settle

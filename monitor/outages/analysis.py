@@ -210,7 +210,7 @@ class Analyzer:
             last_up_at=state.last_up_at,
             state_since=state.changed_at,
             flapping_since=flapping_since,
-            explained_by=cause[0] if cause is not None and cause[1] == CauseKind.OPEN else None,
+            explained_by=cause[0] if cause is not None and cause[1] != CauseKind.RECOVERING else None,
             released_at=released[0] if released else None,
             released_from=released[1] if released else None,
         )

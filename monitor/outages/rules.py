@@ -38,6 +38,7 @@ __all__ = [
 OutageKey = tuple[Scope, str]
 COUNTRY_STATES = ("normal", "degraded", "shutdown", "unknown")
 VANTAGE: OutageKey = (Scope.VANTAGE, "vantage")
+_RELEASING = (Scope.COUNTRY, Scope.NETWORK)  # the rows whose end gives their targets a fresh start
 SELF: OutageKey = (Scope.SELF, "self")
 
 
@@ -56,7 +57,7 @@ class TargetView:
     last_up_at: float | None
     state_since: float | None = None  # when it went down or came up (first probe of that run)
     flapping_since: float | None = None
-    explained_by: OutageKey | None = None  # the open outage that was its cause at the last verdict
+    explained_by: OutageKey | None = None  # its cause at the last verdict (open or settling)
     released_at: float | None = None  # when the wider outage that explained it ended
     released_from: OutageKey | None = None
 
@@ -75,8 +76,9 @@ class TargetView:
         return None
 
     @property
-    def country_dark_since(self) -> float | None:
-        """Start of its darkness for the country row, which also counts targets failing but not down yet."""
+    def group_dark_since(self) -> float | None:
+        """Start of its darkness for the country and network rows, which also count targets
+        failing but not down yet."""
         return self.state_since if self.health is Health.DOWN else self.run_started_at
 
 
@@ -175,14 +177,15 @@ def _normally_reachable(view: TargetView, reference: float, window: float) -> bo
     return view.last_up_at is not None and view.last_up_at >= reference - window
 
 
-def _dark_for_country(view: TargetView, options: AnalysisOptions) -> bool:
-    return view.health is Health.DOWN or view.failing >= options.country_down_after
+def _dark_for_group(view: TargetView, options: AnalysisOptions) -> bool:
+    """Several targets failing together corroborate each other: a group needs fewer repeats."""
+    return view.health is Health.DOWN or view.failing >= options.group_down_after
 
 
 def _country_members(snapshot: Snapshot, views: Iterable[TargetView]) -> dict[str, list[TargetView]]:
     members: dict[str, list[TargetView]] = defaultdict(list)
     for view in views:
-        known = view.health is not Health.UNKNOWN or _dark_for_country(view, snapshot.options)
+        known = view.health is not Health.UNKNOWN or _dark_for_group(view, snapshot.options)
         if known and _reachable_for(snapshot, view, (Scope.COUNTRY, view.country)):
             members[view.country].append(view)
     return members
@@ -208,11 +211,11 @@ def _find_countries(
     groups = []
     for country in sorted({view.country for view in offered}):
         counted = members.get(country, [])
-        dark = [view for view in counted if _dark_for_country(view, snapshot.options)]
+        dark = [view for view in counted if _dark_for_group(view, snapshot.options)]
         summary = verdict.countries[country] = _country_state(snapshot, counted, dark, control_share)
         if summary.state == "shutdown":
             crossing = len(counted) - int(snapshot.options.shutdown_ratio * len(counted))
-            started = _kth((view.country_dark_since or snapshot.now for view in dark), crossing)
+            started = _kth((view.group_dark_since or snapshot.now for view in dark), crossing)
             members_dark = tuple(sorted(view.name for view in dark))
             wanted = Wanted(Scope.COUNTRY, country, started or snapshot.now, members_dark, country=country)
             groups.append(Group(wanted, settled=True))
@@ -249,11 +252,7 @@ def _country_recovered(
 ) -> float | None:
     counted = _country_members(snapshot, (v for v in views.values() if v.country == key[1] and not v.control))
     members = counted.get(key[1], [])
-    back = [
-        max(view.recovered_at, started_at)
-        for view in members
-        if view.recovered_at is not None
-    ]
+    back = [max(view.recovered_at, started_at) for view in members if view.recovered_at is not None]
     needed = int(snapshot.options.shutdown_ratio * len(members)) + 1
     return _kth(back, needed)
 
@@ -267,8 +266,8 @@ def _find_networks(
             networks[(view.country, view.asn)].append(view)
     groups = []
     for (country, asn), members in sorted(networks.items()):
-        if len(members) < snapshot.options.min_network_targets or any(
-            view.health is not Health.DOWN for view in members
+        if len(members) < snapshot.options.min_network_targets or not all(
+            _dark_for_group(view, snapshot.options) for view in members
         ):
             continue
         started = max(_dark_start(view) for view in members)
@@ -325,7 +324,7 @@ def _site_recovered(
 def _dark_start(view: TargetView) -> float:
     """A target released by a wider outage is dark for narrower rows from that outage's end on:
     each stretch of failure belongs to one outage."""
-    dark_since = view.dark_since or 0.0
+    dark_since = (view.dark_since if view.flapping_since is not None else view.group_dark_since) or 0.0
     if view.released_at is not None and dark_since < view.released_at:
         return view.released_at
     return dark_since
@@ -384,7 +383,7 @@ RULES: tuple[Rule, ...] = (
     Rule(
         Scope.COUNTRY,
         who="the normally reachable targets of one country",
-        member_dark="down, or failing `country_down_after` (2) probes in a row",
+        member_dark="down, or failing `group_down_after` (2) probes in a row",
         threshold="up share / controls' up share ≤ `shutdown_ratio` (0.5), at least `min_targets` (3) "
         "counted, dark ones on at least `min_asns` (2) networks",
         settle="none: many targets on several networks corroborate each other",
@@ -394,7 +393,7 @@ RULES: tuple[Rule, ...] = (
     Rule(
         Scope.NETWORK,
         who="the normally reachable targets of one country and ASN, at least `min_network_targets` (2)",
-        member_dark="down",
+        member_dark="down, or failing `group_down_after` (2) probes in a row",
         threshold="every member",
         settle="until the country was seen up since the last member went dark, or `settle` at most",
         find=_find_networks,
@@ -439,7 +438,7 @@ def judge(snapshot: Snapshot) -> Verdict:
         offered = [view for view in offered if view.name not in claimed]
         _date_ends(snapshot, rule, views, verdict)
         if verdict.frozen:
-            _keep_explanations(offered, verdict)
+            _keep_explanations(snapshot, offered, verdict)
         else:
             offered = _hold_recovering(snapshot, _released(snapshot, rule.scope, offered, verdict), verdict)
     return verdict
@@ -456,30 +455,29 @@ def _date_ends(snapshot: Snapshot, rule: Rule, views: Mapping[str, TargetView], 
 def _released(
     snapshot: Snapshot, scope: Scope, offered: list[TargetView], verdict: Verdict
 ) -> list[TargetView]:
-    """Targets whose explanation (an open outage of this row) ends with this verdict and that
-    have not come back yet: released now, they get a fresh start for the narrower rows."""
+    """Targets whose explanation (this row's outage, open or still settling) ends with this
+    verdict and that have not come back yet: released, they get a fresh start for the narrower
+    rows. (Only unclaimed targets are offered here: their group is no longer dark.)"""
     kept = []
     for view in offered:
         key = view.explained_by
-        if (
-            key is not None
-            and key[0] is scope
-            and key in snapshot.open_since
-            and key not in verdict.wanted
-            and view.recovered_at is None
-        ):
-            ended = verdict.ended_at[key]
+        if key is not None and key[0] is scope and scope in _RELEASING and view.recovered_at is None:
+            ended = verdict.ended_at.get(key, snapshot.now)
             view = replace(view, released_at=ended, released_from=key)
             verdict.released[view.name] = (ended, key)
         kept.append(view)
     return kept
 
 
-def _keep_explanations(offered: Sequence[TargetView], verdict: Verdict) -> None:
+def _keep_explanations(snapshot: Snapshot, offered: Sequence[TargetView], verdict: Verdict) -> None:
     """Blind or warming up: what explained a target before still does."""
     for view in offered:
-        if view.explained_by is not None and view.name not in verdict.cause:
-            verdict.cause[view.name] = (view.explained_by, CauseKind.OPEN)
+        key = view.explained_by
+        if key is not None and view.name not in verdict.cause:
+            verdict.cause[view.name] = (
+                key,
+                CauseKind.OPEN if key in snapshot.open_since else CauseKind.PENDING,
+            )
 
 
 def _gate(snapshot: Snapshot, verdict: Verdict) -> None:
