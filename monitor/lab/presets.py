@@ -16,7 +16,10 @@ __all__ = [
     "KAZAKHSTAN_NETWORKS",
     "KAZAKHSTAN_STAYS_UP",
     "KCELL",
+    "KYRGYZSTAN_HOSTS",
+    "KYRGYZSTAN_NETWORKS",
     "TELE2",
+    "central_asia",
     "kazakhstan",
     "synthetic",
 ]
@@ -96,6 +99,30 @@ def kazakhstan(**options: Any) -> SimulatedInternet:
     """
     return SimulatedInternet(
         (*KAZAKHSTAN_HOSTS, *CONTROL_HOSTS), (*KAZAKHSTAN_NETWORKS, *CONTROL_NETWORKS), **options
+    )
+
+
+# A neighbour for scenarios with two countries. The ASNs are from the private-use range: this
+# country's networks are the lab's own, not a record of real ones.
+KYRGYZSTAN_NETWORKS = (
+    LabNetwork(64601, "LAB-KG-FIXED", "KG"),
+    LabNetwork(64602, "LAB-KG-MOBILE", "KG"),
+    LabNetwork(64603, "LAB-KG-HOSTING", "KG"),
+)
+KYRGYZSTAN_HOSTS = tuple(
+    LabHost(f"kg-{category}-{asn % 10}", "KG", category, asn, domain=f"{category}{asn % 10}.kg")
+    for asn in (64601, 64602, 64603)
+    for category in ("government", "media", "bank")
+)
+
+
+def central_asia(**options: Any) -> SimulatedInternet:
+    """Kazakhstan as above and a neighbour, Kyrgyzstan (nine sites on three lab networks), with
+    the same five controls: for scenarios where one country goes dark and the other does not."""
+    return SimulatedInternet(
+        (*KAZAKHSTAN_HOSTS, *KYRGYZSTAN_HOSTS, *CONTROL_HOSTS),
+        (*KAZAKHSTAN_NETWORKS, *KYRGYZSTAN_NETWORKS, *CONTROL_NETWORKS),
+        **options,
     )
 
 

@@ -50,6 +50,7 @@ class Analyzer:
         self.resolved_asn: dict[str, int] = {}
         self.countries: dict[str, CountryState] = {}
         self.flapping: set[str] = set()
+        self.frozen = True  # blind or warming up at the last verdict: outages neither open nor close
         self.gate = VantageGate(self.options.vantage_quorum, clock())
         self.warm_at = clock()
         self.settle = 0.0
@@ -189,10 +190,10 @@ class Analyzer:
 
     def _view(self, target: Target, state: TargetState, now: float) -> TargetView:
         options = self.options
-        flapping_since = None
-        if len(state.changes) >= options.flap_changes:
+        flapping_since = state.flapping_since
+        if state.changes and (flapping_since is not None or len(state.changes) >= options.flap_changes):
             window = options.flap_window or _FLAP_WINDOW_INTERVALS * target.interval
-            flapping_since = state.flapping_since(now, window, options.flap_changes)
+            flapping_since = state.update_flapping(now, window, options.flap_changes)
         cause = self.book.cause.get(target.name)
         released = self.book.released.get(target.name)
         if released is not None and state.health is Health.UP and (state.changed_at or 0) >= released[0]:
@@ -219,6 +220,7 @@ class Analyzer:
         snapshot = self.snapshot()
         verdict = judge(snapshot)
         self.countries = verdict.countries
+        self.frozen = verdict.frozen
         self.book.reconcile(verdict, snapshot.now, self._streak_failures)
 
     def _streak_failures(self, name: str) -> Counter[Failure]:
@@ -227,8 +229,8 @@ class Analyzer:
 
     # -- journal -------------------------------------------------------------------------------
 
-    async def sync_journal(self) -> None:
-        await self.book.sync_journal(self.clock(), self._baselines)
+    async def sync_journal(self, *, final: bool = False) -> None:
+        await self.book.sync_journal(self.clock(), self._baselines, final=final)
 
     def _baselines(self) -> dict[str, float]:
         return {name: state.last_up_at for name, state in self.states.items() if state.last_up_at is not None}
@@ -236,8 +238,7 @@ class Analyzer:
     async def close(self) -> None:
         for task in list(self._lookups):
             task.cancel()
-        self.book.mark_dirty()
-        await self.sync_journal()
+        await self.sync_journal(final=True)
         if self.book.journal is not None:
             self.book.journal.close()
 

@@ -34,6 +34,7 @@ class OutageBook:
         self._closed_unsynced: list[Outage] = []
         self._dirty = True
         self._baseline_synced_at = 0.0
+        self._baselines_written = 0
         self._syncing = False
 
     def restore(self) -> dict[str, float]:
@@ -173,28 +174,36 @@ class OutageBook:
 
     # -- journal -------------------------------------------------------------------------------
 
-    async def sync_journal(self, now: float, baselines: Callable[[], dict[str, float]]) -> None:
+    async def sync_journal(
+        self, now: float, baselines: Callable[[], dict[str, float]], *, final: bool = False
+    ) -> None:
+        """Outages whenever they changed; targets' last-up times every minute, as soon as a target
+        is seen up for the first time (a restart must know it was reachable), and at the end."""
         journal = self.journal
         if journal is None or self._syncing:
             return
-        baselines_due = now - self._baseline_synced_at >= _BASELINE_SYNC_SECONDS or not journal.healthy
+        last_up = baselines()
+        baselines_due = (
+            final
+            or not journal.healthy
+            or now - self._baseline_synced_at >= _BASELINE_SYNC_SECONDS
+            or len(last_up) > self._baselines_written
+        )
         if not (self._dirty or baselines_due):
             return
         outages = [*self._closed_unsynced, *self.open.values()]
-        last_up = baselines() if baselines_due else {}
         closed = len(self._closed_unsynced)
         self._dirty = False
         self._syncing = True
         try:
-            written = await asyncio.to_thread(journal.sync, outages, last_up)
+            written = await asyncio.to_thread(journal.sync, outages, last_up if baselines_due else {})
         finally:
             self._syncing = False
         if written:
             del self._closed_unsynced[:closed]
             if baselines_due:
                 self._baseline_synced_at = now
+                self._baselines_written = len(last_up)
         else:
             self._dirty = True
 
-    def mark_dirty(self) -> None:
-        self._dirty = True

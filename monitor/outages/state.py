@@ -36,6 +36,7 @@ class TargetState:
     last_up_at: float | None = None
     streak_failures: Counter[Failure] = field(default_factory=Counter)
     changes: deque[tuple[float, Health]] = field(default_factory=lambda: deque(maxlen=_CHANGES_KEPT))
+    flapping_since: float | None = None
 
     def observe(self, result: ProbeResult) -> bool:
         """Take one probe result; True when the state after hysteresis changed."""
@@ -69,10 +70,14 @@ class TargetState:
         self.changed_at = at
         return True
 
-    def flapping_since(self, now: float, window: float, threshold: int) -> float | None:
-        """When `threshold` or more changes happened within `window` before `now`: the time of the
-        first change to down among them (the start of the flapping period); else None."""
+    def update_flapping(self, now: float, window: float, threshold: int) -> float | None:
+        """Flapping starts when `threshold` changes happened within `window` before `now` and
+        lasts until fewer than half as many did (Nagios' high and low flap thresholds), so a
+        slow flap stays one flapping period. Returns when it started (the first change to down
+        among those changes), or None."""
         recent = [(at, health) for at, health in self.changes if at >= now - window]
-        if len(recent) < threshold:
-            return None
-        return next((at for at, health in recent if health is Health.DOWN), recent[0][0])
+        if self.flapping_since is None and len(recent) >= threshold:
+            self.flapping_since = next((at for at, health in recent if health is Health.DOWN), recent[0][0])
+        elif self.flapping_since is not None and len(recent) < max(1, threshold // 2):
+            self.flapping_since = None
+        return self.flapping_since

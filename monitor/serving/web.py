@@ -176,6 +176,7 @@ async def _status(request: web.Request) -> web.Response:
         "version": __version__,
         "uptime_seconds": round(time.time() - monitor.started_at, 3),
         "vantage_online": analyzer.vantage_online,
+        "verdicts_frozen": analyzer.frozen,
         "countries": countries,
         "open_outages": [outage.as_dict() for outage in analyzer.open.values()],
         "targets": targets,
