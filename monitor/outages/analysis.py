@@ -31,6 +31,7 @@ log = logging.getLogger(__name__)
 # Our own blind spells, as (start, end of the latest stall) in Unix time, or None while healthy.
 BlindSpell = Callable[[], tuple[float, float] | None]
 _FLAP_WINDOW_INTERVALS = 20  # Nagios judges flapping over the last 21 checks
+_WIDE_SCOPES = (Scope.COUNTRY, Scope.NETWORK)
 
 
 class Analyzer:
@@ -222,6 +223,9 @@ class Analyzer:
         self.countries = verdict.countries
         self.frozen = verdict.frozen
         self.book.reconcile(verdict, snapshot.now, self._streak_failures)
+        for name, ((scope, _), _) in verdict.cause.items():
+            if scope in _WIDE_SCOPES:  # its state changes are the wider event's, not its own flaps
+                self.states[name].forget_changes()
 
     def _streak_failures(self, name: str) -> Counter[Failure]:
         state = self.states.get(name)

@@ -70,6 +70,11 @@ class TargetState:
         self.changed_at = at
         return True
 
+    def forget_changes(self) -> None:
+        """A wider outage explains this target's darkness: its changes are no flaps of its own."""
+        self.changes.clear()
+        self.flapping_since = None
+
     def update_flapping(self, now: float, window: float, threshold: int) -> float | None:
         """Flapping starts when `threshold` changes happened within `window` before `now` and
         lasts until fewer than half as many did (Nagios' high and low flap thresholds), so a

@@ -343,3 +343,15 @@ def test_a_site_flapping_slowly_is_one_outage_for_the_whole_flapping_period() ->
     assert first.ended_at is not None and first.ended_at - first.started_at == 40
     assert flapping.ended_at is not None and flapping.ended_at - flapping.started_at > 600
     assert world.analyzer.flapping == set()
+
+
+def test_a_country_dark_twice_with_a_brief_restoration_is_two_country_outages_and_no_flapping() -> None:
+    world = default_settle_world()
+    for _ in range(2):  # the demo's January 2022: dark, back for a moment, dark again, restored
+        world.down.update(ALL_KZ)
+        world.round(8)
+        world.down = {"geoblocked"}
+        world.round(4)
+    world.round(30)
+    assert world.outages() == ["country:KZ", "country:KZ"]
+    assert world.analyzer.flapping == set()
