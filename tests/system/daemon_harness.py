@@ -82,9 +82,20 @@ class Daemon:
     async def value(self, name: str, **labels: str) -> float | None:
         return (await self.metrics()).get((name, tuple(sorted(labels.items()))))
 
-    async def json(self, path: str) -> Any:
-        async with aiohttp.ClientSession() as session, session.get(self.base + path) as response:
+    async def json(self, path: str, headers: dict[str, str] | None = None) -> Any:
+        async with (
+            aiohttp.ClientSession() as session,
+            session.get(self.base + path, headers=headers) as response,
+        ):
             return await response.json()
+
+    async def schedule_lag(self, headers: dict[str, str] | None = None) -> tuple[float, float]:
+        """monitor_schedule_lag_seconds: (sum, count) now."""
+        samples = await self.metrics(headers)
+        return (
+            samples[("monitor_schedule_lag_seconds_sum", ())],
+            samples[("monitor_schedule_lag_seconds_count", ())],
+        )
 
     async def stop(self, sig: int = signal.SIGTERM) -> float:
         """Send `sig` and return how long the daemon took to exit; its log must hold no traceback."""

@@ -193,7 +193,7 @@ def test_required_alerts_exist() -> None:
     required = {
         "TargetDown", "NetworkOutage", "CountryShutdown", "CountryDegraded", "VantageOffline",
         "CertificateExpiringSoon", "ProbeSlow", "ConfigReloadFailed", "MonitorDown",
-        "MonitorNoScrapes", "JournalUnhealthy", "ScheduleLagHigh",
+        "MonitorNoScrapes", "JournalUnhealthy", "ScheduleLagHigh", "MonitorBlind",
     }  # fmt: skip
     assert required <= set(_alerts())
 
@@ -201,7 +201,7 @@ def test_required_alerts_exist() -> None:
 def test_every_alert_has_severity_scope_and_actionable_annotations() -> None:
     for name, rule in _alerts().items():
         assert rule["labels"]["severity"] in {"warning", "critical"}, name
-        assert rule["labels"]["scope"] in OUTAGE_SCOPES | {"vantage", "monitor"}, name
+        assert rule["labels"]["scope"] in OUTAGE_SCOPES | {"vantage", "monitor", "self"}, name
         assert rule["annotations"]["summary"].strip(), name
         assert len(rule["annotations"]["description"]) > 80, name
 

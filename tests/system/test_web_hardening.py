@@ -48,13 +48,6 @@ def _connect_idle(port: int, count: int) -> list[socket.socket]:
     return clients
 
 
-async def _lag_sum_and_count(daemon: Daemon) -> tuple[float, float]:
-    metrics = await daemon.metrics()
-    return metrics[("monitor_schedule_lag_seconds_sum", ())], metrics[
-        ("monitor_schedule_lag_seconds_count", ())
-    ]
-
-
 @pytest.mark.skipif(shutil.which("prlimit") is None, reason="prlimit (util-linux) is not installed")
 async def test_1200_idle_connections_at_a_1024_limit_neither_block_scrapes_nor_open_outages(
     net: SimulatedInternet, tmp_path: Path
@@ -69,7 +62,7 @@ async def test_1200_idle_connections_at_a_1024_limit_neither_block_scrapes_nor_o
     idle: list[socket.socket] = []
     try:
         await until(lambda: _all_up(daemon), timeout=30, what="every control up")
-        lag_before = await _lag_sum_and_count(daemon)
+        lag_before = await daemon.schedule_lag()
         idle = _connect_idle(daemon.port, IDLE_CLIENTS)
         answered, slowest = 0, 0.0
         timeout = aiohttp.ClientTimeout(total=5)
@@ -85,7 +78,7 @@ async def test_1200_idle_connections_at_a_1024_limit_neither_block_scrapes_nor_o
                 pass
             slowest = max(slowest, time.monotonic() - started)
             await asyncio.sleep(0.4)
-        lag_after = await _lag_sum_and_count(daemon)
+        lag_after = await daemon.schedule_lag()
         shed = await daemon.value("monitor_web_connections_shed_total")
         local_errors = await daemon.value("monitor_probe_local_errors_total")
         outages = await daemon.json("/api/outages?since=1h")
