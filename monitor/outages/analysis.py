@@ -197,8 +197,8 @@ class Analyzer:
             flapping_since = state.update_flapping(now, window, options.flap_changes)
         cause = self.book.cause.get(target.name)
         released = self.book.released.get(target.name)
-        if released is not None and state.health is Health.UP and (state.changed_at or 0) >= released[0]:
-            del self.book.released[target.name]  # back since: that stretch of darkness is over
+        if released is not None and state.health is Health.UP and state.failures_in_a_row == 0:
+            del self.book.released[target.name]  # back: that stretch of darkness is over
             released = None
         return TargetView(
             name=target.name,

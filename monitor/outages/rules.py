@@ -70,9 +70,10 @@ class TargetView:
 
     @property
     def recovered_at(self) -> float | None:
-        """First successful probe of the current up run, when up and not flapping."""
+        """First successful probe of the current run of successes, when up and not flapping (a
+        target dark for a group may have failed too few times to be down: its state is older)."""
         if self.health is Health.UP and self.failing == 0 and self.flapping_since is None:
-            return self.state_since
+            return self.run_started_at
         return None
 
     @property
@@ -325,9 +326,7 @@ def _dark_start(view: TargetView) -> float:
     """A target released by a wider outage is dark for narrower rows from that outage's end on:
     each stretch of failure belongs to one outage."""
     dark_since = (view.dark_since if view.flapping_since is not None else view.group_dark_since) or 0.0
-    if view.released_at is not None and dark_since < view.released_at:
-        return view.released_at
-    return dark_since
+    return max(dark_since, view.released_at or 0.0)
 
 
 def _settled(snapshot: Snapshot, members: Sequence[TargetView], seen: SeenUp) -> bool:
@@ -504,7 +503,6 @@ def _hold_recovering(snapshot: Snapshot, offered: list[TargetView], verdict: Ver
             view.released_at is not None
             and view.released_from is not None
             and view.recovered_at is None
-            and (view.dark_since is None or view.dark_since < view.released_at)
             and snapshot.now - view.released_at < snapshot.recovery_grace
         ):
             verdict.cause[view.name] = (view.released_from, CauseKind.RECOVERING)

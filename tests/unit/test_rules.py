@@ -245,3 +245,16 @@ def test_the_readme_outage_states_table_matches_the_rule_rows_one_to_one() -> No
             rule.threshold,
             rule.settle,
         ], row
+
+
+def test_a_country_outage_ends_with_the_recovery_of_targets_that_failed_without_going_down() -> None:
+    """Dark for the country after two failures, never down (down_after 3): back with the first
+    success of their new run, not at the last change of their state long before."""
+    names = ["a1", "a2", "a3", "b1", "b2", "b3"]
+    views = [
+        replace(view, state_since=0.0, run_started_at=NOW - 8) if view.name in names else view
+        for view in kz({})
+    ]
+    country = (Scope.COUNTRY, "KZ")
+    verdict = judge(snapshot(views, open_since={country: NOW - 60}))
+    assert verdict.ended_at[country] == NOW - 8
