@@ -29,7 +29,7 @@ class OutageBook:
         self.journal = journal
         self.open: dict[OutageKey, Outage] = {}
         self.opened_total: Counter[Scope] = Counter()
-        self.cause: dict[str, tuple[OutageKey, str]] = {}  # from the latest verdict
+        self.cause: dict[str, tuple[OutageKey, CauseKind]] = {}  # from the latest verdict
         self.released: dict[str, tuple[float, OutageKey]] = {}  # target -> (when, the wider outage)
         self._closed_unsynced: list[Outage] = []
         self._dirty = True
@@ -74,7 +74,7 @@ class OutageBook:
     def _open(
         self,
         wanted: Wanted,
-        previous: Mapping[str, tuple[OutageKey, str]],
+        previous: Mapping[str, tuple[OutageKey, CauseKind]],
         streak_failures: Callable[[str], Mapping[Failure, int]],
     ) -> None:
         outage = Outage(

@@ -16,6 +16,7 @@ import bisect
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
+from enum import StrEnum
 
 from monitor.catalog.schema import AnalysisOptions
 from monitor.outages.outage import Scope
@@ -112,7 +113,7 @@ class Wanted:
         return (self.scope, self.key)
 
 
-class CauseKind:
+class CauseKind(StrEnum):
     OPEN = "open"  # the outage is open (or opens with this verdict)
     PENDING = "pending"  # the group is dark, its outage waits for `settle`
     RECOVERING = "recovering"  # its outage ended; the target gets `recovery_grace` to come back
@@ -131,7 +132,7 @@ class CountryState:
 class Verdict:
     wanted: dict[OutageKey, Wanted] = field(default_factory=dict)
     ended_at: dict[OutageKey, float] = field(default_factory=dict)  # for open ones no longer wanted
-    cause: dict[str, tuple[OutageKey, str]] = field(default_factory=dict)  # target -> (outage, CauseKind)
+    cause: dict[str, tuple[OutageKey, CauseKind]] = field(default_factory=dict)
     released: dict[str, tuple[float, OutageKey]] = field(default_factory=dict)  # explanations ended now
     countries: dict[str, CountryState] = field(default_factory=dict)
     frozen: bool = False  # blind or warming up: outages below the gate neither open nor close
