@@ -52,6 +52,7 @@ disable_created_metrics()  # `_created` series double the exposition and no dash
 log = logging.getLogger(__name__)
 
 _OVERRUN_TOLERANCE = 0.25
+_SOONEST_EVALUATION = 0.25  # seconds between evaluations asked for by results
 CLIENT_IDLE_TIMEOUT = 15.0  # seconds; Prometheus scrapes reconnect at no cost worth naming
 _ERRNO = re.compile(r"\[Errno (\d+)\]")
 _OPEN_FILES_CEILING = 1 << 20  # when the hard limit is "unlimited", which Linux does not allow as a soft one
@@ -123,6 +124,8 @@ class Monitor:
         self._evaluate_every: float | None = None
         self._periodic: set[asyncio.Task[None]] = set()  # analysis and journal jobs running now
         self._local_causes: set[str] = set()
+        self._soon: asyncio.TimerHandle | None = None
+        self._evaluated_at = 0.0  # loop time of the last evaluation
         self._loop_watch: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
@@ -182,10 +185,7 @@ class Monitor:
 
     async def _evaluate(self) -> None:
         with self._tracked():
-            try:
-                self.analyzer.evaluate()
-            except Exception:
-                log.exception("outage analysis failed; retrying")
+            self._evaluate_now()
 
     async def _sync_journal(self) -> None:
         with self._tracked():
@@ -219,8 +219,27 @@ class Monitor:
             self._local_error(result)
             return
         self.results.record(result)
-        self.analyzer.record(result)
+        if self.analyzer.record(result):
+            self._evaluate_soon()
         self.metrics.observe(result)
+
+    def _evaluate_soon(self) -> None:
+        """A verdict may change: evaluate now rather than at the next `evaluate_every` (up to 2 s
+        later), at most every _SOONEST_EVALUATION; a burst of changes is one evaluation."""
+        if self._soon is not None:
+            return
+        with contextlib.suppress(RuntimeError):  # no running loop (unit tests): the job evaluates
+            loop = asyncio.get_running_loop()
+            delay = max(0.0, self._evaluated_at + _SOONEST_EVALUATION - loop.time())
+            self._soon = loop.call_later(delay, self._evaluate_now)
+
+    def _evaluate_now(self) -> None:
+        self._soon = None
+        try:
+            self.analyzer.evaluate()
+        except Exception:
+            log.exception("outage analysis failed; retrying")
+        self._evaluated_at = asyncio.get_running_loop().time()
 
     def _local_error(self, result: ProbeResult) -> None:
         """Our own shortage (descriptors, buffers, ports) says nothing about the target: counted
@@ -247,6 +266,8 @@ class Monitor:
             await asyncio.sleep(0)  # AsyncIOScheduler shuts down on the next turn of the loop
         if self._loop_watch is not None:
             self._loop_watch.cancel()
+        if self._soon is not None:
+            self._soon.cancel()
         await self.analyzer.close()
         await self.prober.close()
 

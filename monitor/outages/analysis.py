@@ -127,20 +127,24 @@ class Analyzer:
 
     # -- input ---------------------------------------------------------------------------------
 
-    def record(self, result: ProbeResult) -> None:
+    def record(self, result: ProbeResult) -> bool:
+        """Take one probe result; True when it may change a verdict (a target went down or up, or
+        became dark for its country and network): worth evaluating before the next round."""
         target = self.targets.get(result.target)
         state = self.states.get(result.target)
         if target is None or state is None:
-            return
+            return False
         if not target.is_control and not self.gate.online:
-            return  # held: while we cannot see out, nothing we see about targets is evidence
-        state.observe(result)
+            return False  # held: while we cannot see out, nothing we see about targets is evidence
+        was_online = self.gate.online
+        changed = state.observe(result) or state.failures_in_a_row == self.options.group_down_after
         if result.failure is not None:
             self.book.attribute(target.name, result.failure)
         if target.is_control:
             self.gate.update([self.states[name] for name, t in self.targets.items() if t.is_control])
         elif target.asn is None and result.addresses:
             self._lookup_asn(target.name, result.addresses[0])
+        return changed or self.gate.online != was_online
 
     def _lookup_asn(self, name: str, address: str) -> None:
         resolver = self.asn_resolver

@@ -361,3 +361,25 @@ def test_a_country_dark_twice_with_a_brief_restoration_is_two_country_outages_an
     world.round(30)
     assert world.outages() == ["country:KZ", "country:KZ"]
     assert world.analyzer.flapping == set()
+
+
+def test_a_result_that_may_change_a_verdict_asks_for_an_evaluation_before_the_next_round() -> None:
+    world = World()
+    world.round(6)
+
+    def record(success: bool) -> bool:
+        return world.analyzer.record(
+            ProbeResult(
+                target="kazinform",
+                started_at=world.clock.now,
+                duration_seconds=0.01,
+                success=success,
+                failure=None if success else Failure.TCP_TIMEOUT,
+                failed_phase=None if success else Phase.CONNECT,
+            )
+        )
+
+    # down_after 3, group_down_after 2: dark for its country and network at the second failure,
+    # down at the third; up again at the second success.
+    assert [record(False), record(False), record(False), record(False)] == [False, True, True, False]
+    assert [record(True), record(True), record(True)] == [False, True, False]
