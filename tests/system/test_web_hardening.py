@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import errno
+import os
 import resource
 import shutil
 import socket
@@ -31,7 +32,9 @@ async def _all_up(daemon: Daemon) -> bool:
 def _raise_own_limit(needed: int) -> None:
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     if hard != resource.RLIM_INFINITY and hard < needed:
-        pytest.skip(f"the test itself needs {needed} descriptors; the hard limit here is {hard}")
+        if os.geteuid() != 0:
+            pytest.skip(f"the test needs {needed} open files, the hard limit is {hard} (root can raise it)")
+        hard = needed
     if soft != resource.RLIM_INFINITY and soft < needed:
         resource.setrlimit(resource.RLIMIT_NOFILE, (needed, hard))
 
