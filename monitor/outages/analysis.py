@@ -47,6 +47,7 @@ class Analyzer:
         self.options = AnalysisOptions()
         self.targets: dict[str, Target] = {}
         self.states: dict[str, TargetState] = {}
+        self._control_states: list[TargetState] = []
         self.asn_resolver: ASNResolver | None = None
         self.resolved_asn: dict[str, int] = {}
         self.countries: dict[str, CountryState] = {}
@@ -107,6 +108,7 @@ class Analyzer:
         )
         self.settle = self.options.settle if self.options.settle is not None else _default_settle(catalog)
         self.warm_at = max(self.warm_at, self.clock() + longest + self.settle)
+        self._control_states = [self.states[target.name] for target in catalog.targets if target.is_control]
         self.asn_resolver = ASNResolver(catalog.asn_lookup, catalog.resolvers)
         self.book.close_removed(removed, self.clock())
 
@@ -141,7 +143,7 @@ class Analyzer:
         if result.failure is not None:
             self.book.attribute(target.name, result.failure)
         if target.is_control:
-            self.gate.update([self.states[name] for name, t in self.targets.items() if t.is_control])
+            self.gate.update(self._control_states)
         elif target.asn is None and result.addresses:
             self._lookup_asn(target.name, result.addresses[0])
         return changed or self.gate.online != was_online
