@@ -326,8 +326,8 @@ def _site_recovered(
 def _dark_start(view: TargetView) -> float:
     """A target released by a wider outage is dark for narrower rows from that outage's end on:
     each stretch of failure belongs to one outage."""
-    dark_since = (view.dark_since if view.flapping_since is not None else view.group_dark_since) or 0.0
-    return max(dark_since, view.released_at or 0.0)
+    dark_since = view.flapping_since if view.flapping_since is not None else view.group_dark_since
+    return max(dark_since or 0.0, view.released_at or 0.0)
 
 
 def _settled(snapshot: Snapshot, members: Sequence[TargetView], seen: SeenUp) -> bool:
