@@ -104,6 +104,11 @@ def opened_by_scope(daemon: Daemon) -> dict[str, float]:
     return {scope: value(samples, "monitor_outages_total", scope=scope) or 0.0 for scope in SCOPES}
 
 
+def opened_since(daemon: Daemon, before: dict[str, float]) -> dict[str, float]:
+    """Outages opened by scope since `before` (an earlier opened_by_scope)."""
+    return {scope: n - before[scope] for scope, n in opened_by_scope(daemon).items()}
+
+
 def _false_outages(opened: dict[str, float], expected: str) -> int:
     """Outages opened beside the one expected outage of scope `expected`."""
     return int(sum(n for scope, n in opened.items() if scope != expected) + max(0.0, opened[expected] - 1))
@@ -127,7 +132,7 @@ def network_run(
     lab.post("/restore")
     wait_until(lambda: is_normal(daemon, reachable), timeout=limit, what="every reachable target up again")
     wait_until(lambda: not daemon.status()["open_outages"], timeout=limit, what="no outage open")
-    opened = {scope: n - before[scope] for scope, n in opened_by_scope(daemon).items()}
+    opened = opened_since(daemon, before)
     false_ones = _false_outages(opened, "network")
     print(
         f"  run {index}: network AS{NETWORK_ASN} outage after {detected:.1f} s "
@@ -197,7 +202,7 @@ def one_run(
     wait_until(lambda: is_normal(daemon, reachable), timeout=limit, what="every reachable target up again")
     all_up = time.time() - restored_at
     wait_until(lambda: not daemon.status()["open_outages"], timeout=limit, what="no outage open")
-    opened_outages = {scope: n - before[scope] for scope, n in opened_by_scope(daemon).items()}
+    opened_outages = opened_since(daemon, before)
     print(
         f"         normal again {back_to_normal:.1f} s after the restore, all up after {all_up:.1f} s",
         flush=True,

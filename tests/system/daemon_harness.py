@@ -18,7 +18,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from monitor.lab.harness import MonitorProcess, free_port, run_monitor
 from monitor.lab.internet import SimulatedInternet
 
-__all__ = ["Daemon", "free_port", "start_daemon", "until", "write_fast_config"]
+__all__ = ["Daemon", "controls_up", "free_port", "start_daemon", "until", "write_fast_config"]
 
 
 def write_fast_config(net: SimulatedInternet, path: Path) -> Path:
@@ -110,6 +110,12 @@ async def start_daemon(
     daemon = Daemon(run_monitor(config, *extra, state=state, tls=tls, prefix=prefix))
     await asyncio.to_thread(daemon.proc.wait_healthy, 20)  # the lab keeps serving on this loop
     return daemon
+
+
+async def controls_up(daemon: Daemon) -> bool:
+    """The vantage online and every control up: the daemon sees out."""
+    status = await daemon.json("/api/status")
+    return status["vantage_online"] and all(t["state"] == "up" for t in status["targets"] if t["control"])
 
 
 async def until(check: Callable[[], Awaitable[bool]], *, timeout: float, what: str) -> float:

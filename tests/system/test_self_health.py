@@ -14,7 +14,7 @@ import pytest
 
 from monitor.lab.internet import SimulatedInternet
 from monitor.probing.loop_health import LoopHealth
-from tests.system.daemon_harness import start_daemon, until, write_fast_config
+from tests.system.daemon_harness import controls_up, start_daemon, until, write_fast_config
 
 pytestmark = [
     pytest.mark.asyncio(loop_scope="module"),  # the lab (conftest's `net`) runs on the module's loop
@@ -22,11 +22,6 @@ pytestmark = [
 ]
 
 OPEN_FILES = 128
-
-
-async def _all_up(daemon) -> bool:  # type: ignore[no-untyped-def]
-    status = await daemon.json("/api/status")
-    return status["vantage_online"] and all(t["state"] == "up" for t in status["targets"] if t["control"])
 
 
 async def test_descriptors_exhausted_by_idle_clients_open_no_outage(
@@ -40,7 +35,7 @@ async def test_descriptors_exhausted_by_idle_clients_open_no_outage(
     )
     idle: list[socket.socket] = []
     try:
-        await until(lambda: _all_up(daemon), timeout=30, what="every control up")
+        await until(lambda: controls_up(daemon), timeout=30, what="every control up")
         for _ in range(OPEN_FILES + 20):  # more than the daemon can hold: it runs out of descriptors
             client = socket.create_connection(("127.0.0.1", daemon.port))
             idle.append(client)
@@ -82,7 +77,7 @@ async def test_a_daemon_stopped_for_seconds_reports_one_self_outage_and_nothing_
     for server in net.web_servers:  # slow but in time: most probes are in flight at any moment
         server.first_byte_delay = 0.6
     try:
-        await until(lambda: _all_up(daemon), timeout=30, what="every control up")
+        await until(lambda: controls_up(daemon), timeout=30, what="every control up")
         for _ in range(4):  # each time, most controls are waiting for their answer
             daemon.process.send_signal(signal.SIGSTOP)  # no timer, no socket read, for 2.5 s
             await asyncio.sleep(2.5)

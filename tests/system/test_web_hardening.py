@@ -16,17 +16,12 @@ import aiohttp
 import pytest
 
 from monitor.lab.internet import SimulatedInternet
-from tests.system.daemon_harness import Daemon, start_daemon, until, write_fast_config
+from tests.system.daemon_harness import controls_up, start_daemon, until, write_fast_config
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")  # the lab (conftest's `net`) runs on the module's loop
 
 IDLE_CLIENTS = 1200
 DAEMON_OPEN_FILES = 1024
-
-
-async def _all_up(daemon: Daemon) -> bool:
-    status = await daemon.json("/api/status")
-    return status["vantage_online"] and all(t["state"] == "up" for t in status["targets"] if t["control"])
 
 
 def _raise_own_limit(needed: int) -> None:
@@ -64,7 +59,7 @@ async def test_1200_idle_connections_at_a_1024_limit_neither_block_scrapes_nor_o
     )
     idle: list[socket.socket] = []
     try:
-        await until(lambda: _all_up(daemon), timeout=30, what="every control up")
+        await until(lambda: controls_up(daemon), timeout=30, what="every control up")
         lag_before = await daemon.schedule_lag()
         idle = _connect_idle(daemon.port, IDLE_CLIENTS)
         answered, slowest = 0, 0.0
