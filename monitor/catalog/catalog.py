@@ -27,6 +27,7 @@ from monitor.catalog.schema import (
     HTTPEntry,
     HTTPSpec,
     Kind,
+    NetworkEntry,
     Resolver,
     Spec,
     TargetEntry,
@@ -67,6 +68,7 @@ class Target:
     down_after: int
     up_after: int
     asn: int | None = None
+    region: str | None = None  # ISO 3166-2
     is_control: bool = False
     source: str | None = None
     secrets: tuple[str, ...] = ()  # never to appear in logs, metrics or the API
@@ -96,6 +98,8 @@ class Catalog:
     analysis: AnalysisOptions = field(default_factory=AnalysisOptions)
     allow_adhoc: bool = False
     source: str = "<config>"
+    networks: dict[int, NetworkEntry] = field(default_factory=dict)
+    regions: dict[str, dict[str, str]] = field(default_factory=dict)  # country -> code -> name
     by_name: dict[str, Target] = field(default_factory=dict, compare=False)
 
     def __post_init__(self) -> None:
@@ -104,6 +108,10 @@ class Catalog:
     @property
     def controls(self) -> tuple[Target, ...]:
         return tuple(target for target in self.targets if target.is_control)
+
+    def network_kind(self, asn: int | None) -> str | None:
+        network = self.networks.get(asn) if asn is not None else None
+        return network.kind if network is not None else None
 
 
 def load_catalog(path: str | Path) -> Catalog:
@@ -151,9 +159,11 @@ def parse_catalog(text: str, filename: str = "<config>") -> Catalog:
             seen.setdefault(entry.name, located.line_of((*path, "name")))
             try:
                 targets.append(_effective(entry, document.defaults, section == "controls"))
+                _check_places(targets[-1], document)
             except ValueError as exc:
                 field_name = exc.args[1] if len(exc.args) > 1 else "target"
                 problems.append(_problem(filename, located, (*path, field_name), str(exc.args[0])))
+    problems += _network_problems(document, located, filename)
     if problems:
         raise ConfigError(problems)
     return Catalog(
@@ -164,7 +174,38 @@ def parse_catalog(text: str, filename: str = "<config>") -> Catalog:
         analysis=document.analysis,
         allow_adhoc=document.allow_adhoc,
         source=filename,
+        networks=dict(document.networks),
+        regions={country: dict(regions) for country, regions in document.regions.items()},
     )
+
+
+def _check_places(target: Target, document: Document) -> None:
+    """A target's region is one of its country's listed regions; a comparison needs two resolvers."""
+    if target.region is not None:
+        listed = document.regions.get(target.country, {})
+        if target.region not in listed:
+            where = f"regions.{target.country}" if listed else "regions"
+            message = f"{target.region!r} is not a region of {target.country} listed in {where}"
+            raise ValueError(message, "region")
+    if isinstance(target.spec, DNSSpec) and target.spec.query.compare_resolvers and len(target.resolvers) < 2:
+        raise ValueError("compare_resolvers needs at least two resolvers", "dns")
+
+
+def _network_problems(document: Document, located: LocatedYAML, filename: str) -> list[ConfigProblem]:
+    problems = []
+    for asn, network in document.networks.items():
+        for index, region in enumerate(network.regions):
+            country = network.country or region[:2]
+            if region not in document.regions.get(country, {}):
+                problems.append(
+                    _problem(
+                        filename,
+                        located,
+                        ("networks", str(asn), "regions", index),
+                        f"{region!r} is not a region of {country} listed in regions",
+                    )
+                )
+    return problems
 
 
 def adhoc_target(catalog: Catalog, url: str) -> Target:
@@ -208,6 +249,7 @@ def _effective(entry: TargetEntry, defaults: Defaults, is_control: bool) -> Targ
         up_after=entry.up_after or defaults.up_after,
         secrets=entry.secrets(),
         asn=entry.asn,
+        region=entry.region,
         is_control=is_control,
         source=entry.source,
     )
@@ -238,6 +280,11 @@ def _problems(exc: ValidationError, located: LocatedYAML, filename: str) -> list
     return sorted(problems, key=lambda problem: problem.line)  # in the order of the file
 
 
+_KEYED_SECTIONS = ("networks", "regions")  # mappings whose keys (ASNs, countries) are not list indices
+
+
 def _problem(filename: str, located: LocatedYAML, loc: tuple[Any, ...], message: str) -> ConfigProblem:
+    if len(loc) > 1 and loc[0] in _KEYED_SECTIONS:
+        loc = (loc[0], str(loc[1]), *loc[2:])
     field_path = ".".join(f"[{part}]" if isinstance(part, int) else str(part) for part in loc)
     return ConfigProblem(filename, located.line_of(loc), field_path.replace(".[", "[") or "document", message)

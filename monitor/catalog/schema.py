@@ -32,6 +32,7 @@ from monitor.catalog.durations import parse_duration
 __all__ = [
     "DEFAULT_BOGON_NETWORKS",
     "KIND_KEYS",
+    "NETWORK_KINDS",
     "SYSTEM",
     "ASNLookup",
     "AnalysisOptions",
@@ -47,6 +48,7 @@ __all__ = [
     "HTTPSpec",
     "Kind",
     "Nameserver",
+    "NetworkEntry",
     "Resolver",
     "Spec",
     "TLSConnectEntry",
@@ -171,6 +173,15 @@ class DNSQuery(_Strict):
     query: str
     type: str = "A"
     valid_rcodes: list[str] = Field(default_factory=lambda: ["NOERROR"])
+    # Ask every resolver, not the first that answers, and compare their answers (OONI's
+    # dns_consistency): disagreement is `dns_tampering`, not the target being down.
+    compare_resolvers: bool = False
+
+    @model_validator(mode="after")
+    def _comparable(self) -> DNSQuery:
+        if self.compare_resolvers and self.type not in ("A", "AAAA"):
+            raise ValueError("compare_resolvers compares addresses: the type must be A or AAAA")
+        return self
 
     @field_validator("type")
     @classmethod
@@ -215,12 +226,32 @@ class AnalysisOptions(_Strict):
     flap_changes: int = Field(default=4, ge=2, le=64)
     flap_window: Duration | None = None  # default: 20 probe intervals of each target
     evaluate_every: Duration = 2.0
+    whitelist_min: int = Field(default=3, ge=1)  # survivors of a country shutdown that make it `whitelist`
+    slow_factor: float = Field(default=3.0, gt=1)  # slower than this many times its own median: slow
+    slow_min_seconds: Duration = 0.5  # ... and by at least this much (fast sites vary a lot in ratio)
+    slow_baseline_probes: int = Field(default=20, ge=3, le=1000)  # the window of the median
 
     @model_validator(mode="after")
     def _ordered(self) -> AnalysisOptions:
         if self.shutdown_ratio >= self.degraded_ratio:
             raise ValueError("shutdown_ratio must be lower than degraded_ratio")
         return self
+
+
+NETWORK_KINDS = ("mobile", "fixed", "hosting", "transit")
+_REGION = r"^[A-Z]{2}-[A-Z0-9]{1,3}$"  # ISO 3166-2, e.g. KZ-75 (Almaty)
+Region = Annotated[str, Field(pattern=_REGION)]
+Country = Annotated[str, Field(pattern=r"^[A-Z]{2}$")]
+
+
+class NetworkEntry(_Strict):
+    """A network of the monitored countries, keyed by its ASN in `networks:`."""
+
+    name: str = Field(min_length=1)
+    kind: Literal["mobile", "fixed", "hosting", "transit"]
+    country: str | None = Field(default=None, pattern=r"^[A-Z]{2}$")
+    regions: list[Region] = Field(default_factory=list)
+    source: str | None = None
 
 
 class Defaults(_Strict):
@@ -305,6 +336,7 @@ class _Entry(_Strict):
     country: str | None = Field(default=None, pattern=r"^[A-Z]{2}$")
     category: str | None = Field(default=None, pattern=r"^[a-z][a-z0-9_]{0,31}$")
     asn: int | None = Field(default=None, ge=1, le=4294967295)
+    region: str | None = Field(default=None, pattern=_REGION)
     source: str | None = None
     interval: Duration | None = None
     timeout: Duration | None = None
@@ -416,4 +448,7 @@ class Document(_Strict):
     targets: list[TargetEntry] = Field(default_factory=list)
     controls: list[TargetEntry] = Field(default_factory=list)
     analysis: AnalysisOptions = Field(default_factory=AnalysisOptions)
+    networks: dict[Annotated[int, Field(ge=1, le=4294967295)], NetworkEntry] = Field(default_factory=dict)
+    # ISO 3166-2 codes per country with their names: {KZ: {KZ-75: Almaty, ...}}
+    regions: dict[Country, dict[Region, str]] = Field(default_factory=dict)
     allow_adhoc: bool = False

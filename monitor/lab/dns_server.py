@@ -67,6 +67,7 @@ class LabDNSServer:
         self._behaviors: dict[dns.name.Name, Behavior] = {}
         self._default_behavior = Behavior.NORMAL
         self._override: Behavior | None = None
+        self._spoofed: dict[dns.name.Name, list[str]] = {}
         self._udp: asyncio.DatagramTransport | None = None
         self._tcp: asyncio.AbstractServer | None = None
         self._tcp_connections: set[asyncio.Transport] = set()
@@ -133,6 +134,14 @@ class LabDNSServer:
     def set_override(self, behavior: Behavior | None) -> None:
         """Fault for every query, beating per-name behaviours too (our own uplink is down)."""
         self._override = behavior
+
+    def set_spoof(self, name: str, ips: Iterable[str] | None) -> None:
+        """Answer A queries of `name` with `ips` (a resolver that lies: a block page, a bogon);
+        None answers the truth again."""
+        if ips is None:
+            self._spoofed.pop(_name(name), None)
+        else:
+            self._spoofed[_name(name)] = list(ips)
 
     def behavior_for(self, qname: dns.name.Name) -> Behavior:
         if self._override is not None:
@@ -236,6 +245,11 @@ class LabDNSServer:
             return _rcode_only(query, dns.rcode.REFUSED)
         response = dns.message.make_response(query)
         response.flags |= dns.flags.AA
+        if qtype == dns.rdatatype.A and qname in self._spoofed:
+            response.answer.append(
+                dns.rrset.from_text_list(qname, TTL, dns.rdataclass.IN, dns.rdatatype.A, self._spoofed[qname])
+            )
+            return response
         owner = qname
         for _ in range(_MAX_CNAME_CHAIN):
             rrsets = self._records.get(owner)

@@ -17,6 +17,12 @@ settings of the sites they cover (except the `except_hosts`), so the latest broa
 DNS targets in a network that is refused or blackholed answer SERVFAIL, as a resolver abroad
 does when it cannot reach a zone's servers; the DNS server itself keeps answering through any
 country shutdown and goes silent only when the vantage is offline.
+
+A second resolver, `national_dns`, stands for an open resolver inside the country: it serves the
+same records until told to lie (`set_dns_tampering`), and goes silent with its network
+(`national_resolver_asn`); `dns_compare` hosts ask both resolvers and compare.
+Sites can be made slow (`set_slow`: a delayed first byte and a trickled body) and a region dark
+(`set_region`).
 """
 
 from __future__ import annotations
@@ -62,9 +68,17 @@ class _State:
     network_modes: dict[int, Mode] = field(default_factory=dict)
     host_modes: dict[str, Mode] = field(default_factory=dict)
     vantage_offline: bool = False
+    slow: dict[str, float] = field(default_factory=dict)  # host -> seconds added to each answer
+    spoofed: dict[str, str] = field(default_factory=dict)  # fqdn -> the national resolver's lie
 
     def copy(self) -> _State:
-        return _State(dict(self.network_modes), dict(self.host_modes), self.vantage_offline)
+        return _State(
+            dict(self.network_modes),
+            dict(self.host_modes),
+            self.vantage_offline,
+            dict(self.slow),
+            dict(self.spoofed),
+        )
 
 
 class SimulatedInternet:
@@ -88,6 +102,7 @@ class SimulatedInternet:
         dns_ip: str = "127.0.0.1",
         dns_port: int = 0,
         workdir: str | Path | None = None,
+        national_resolver_asn: int | None = None,
     ) -> None:
         self.zone = zone.strip(".").lower()
         self.server_per_host = server_per_host
@@ -98,6 +113,8 @@ class SimulatedInternet:
         self.networks = self._complete_networks(hosts, networks)
         self.pki = LabPKI()
         self.dns = LabDNSServer()
+        self.national_dns = LabDNSServer()
+        self.national_resolver_asn = national_resolver_asn  # it goes dark with this network
         self.sites: dict[str, LabSite] = {}
         self._servers: dict[str, LabWebServer] = {}
         self._place(hosts)
@@ -126,7 +143,7 @@ class SimulatedInternet:
             if host.name in self.sites:
                 raise ValueError(f"two hosts are named {host.name!r}")
             fqdn = host.fqdn(self.zone)
-            if host.kind is HostKind.DNS:
+            if host.kind in (HostKind.DNS, HostKind.DNS_COMPARE):
                 self.sites[host.name] = LabSite(host, fqdn, None, None)
                 continue
             index = next_index.get(host.asn, 1) if self.server_per_host else 1
@@ -141,12 +158,12 @@ class SimulatedInternet:
             server.add_host(fqdn)
             self.sites[host.name] = LabSite(host, fqdn, ip, server)
 
-    def _populate_dns(self) -> None:
-        self.dns.add_soa(self.zone)
+    def _populate_dns(self, server: LabDNSServer) -> None:
+        server.add_soa(self.zone)
         for zone in (_ASN_ZONE, _ORIGIN_ZONE, _ORIGIN6_ZONE):
-            self.dns.add_soa(zone)
+            server.add_soa(zone)
         for network in self.networks.values():
-            self.dns.add_txt(
+            server.add_txt(
                 f"AS{network.asn}.{_ASN_ZONE}",
                 [
                     f"{network.asn} | {network.country} | {_CYMRU_REGISTRY} | {_CYMRU_DATE} | "
@@ -154,12 +171,13 @@ class SimulatedInternet:
                 ],
             )
         for site in self.sites.values():
+            if site.host.kind is HostKind.DNS:
+                server.add_soa(site.fqdn)
             if site.ip is None:
-                self.dns.add_soa(site.fqdn)
                 continue
-            self.dns.add_a(site.fqdn, [site.ip])
+            server.add_a(site.fqdn, [site.ip])
             network = self.networks[site.host.asn]
-            self.dns.add_txt(
+            server.add_txt(
                 cymru_origin_name(site.ip, _ORIGIN_ZONE),
                 [
                     f"{network.asn} | {network_prefix(network.asn)} | {network.country} | "
@@ -174,8 +192,10 @@ class SimulatedInternet:
             return
         try:
             self._prepare_workdir()
-            self._populate_dns()
+            for server in (self.dns, self.national_dns):
+                self._populate_dns(server)
             await self.dns.start(self._dns_ip, self._dns_port)
+            await self.national_dns.start(self._dns_ip, 0)
             await self._start_servers()
             self._started = True
             await self._apply(self._state)
@@ -226,6 +246,7 @@ class SimulatedInternet:
     async def _teardown(self) -> None:
         await asyncio.gather(*(server.close() for server in self._servers.values()))
         await self.dns.close()
+        await self.national_dns.close()
         if self._tempdir is not None:
             with contextlib.suppress(OSError):
                 self._tempdir.cleanup()
@@ -264,6 +285,10 @@ class SimulatedInternet:
 
     # --- targets.yaml --------------------------------------------------------------------
 
+    @property
+    def national_dns_address(self) -> str:
+        return self.national_dns.address
+
     def targets_config(
         self,
         *,
@@ -276,7 +301,9 @@ class SimulatedInternet:
         """The monitor's config; `defaults` and `analysis` add to those sections."""
         document = targets_document(
             (TargetSite(site.host, site.fqdn) for site in self.sites.values()),
+            self.networks.values(),
             resolver=self.dns_address,
+            national_resolver=self.national_dns_address,
             ca_file=self.ca_file,
             http_port=self.http_port,
             https_port=self.https_port,
@@ -349,6 +376,40 @@ class SimulatedInternet:
             state.network_modes[asn] = mode
         await self._apply(state)
 
+    async def set_region(self, region: str, mode: Mode) -> None:
+        """Every site in ISO 3166-2 `region` (their `region`) to `mode`, as per-host settings."""
+        names = [site.host.name for site in self.sites.values() if site.host.region == region]
+        if not names:
+            raise KeyError(f"no lab host in region {region}")
+        state = self._state.copy()
+        state.host_modes.update(dict.fromkeys(names, mode))
+        await self._apply(state)
+
+    async def set_slow(self, asns: Iterable[int], seconds: float) -> None:
+        """The web sites of these networks answer `seconds` late: half before the first byte,
+        half trickling the body (0 makes them fast again)."""
+        wanted = set(asns)
+        state = self._state.copy()
+        for site in self.sites.values():
+            if site.host.asn in wanted and site.server is not None:
+                if seconds > 0:
+                    state.slow[site.host.name] = seconds
+                else:
+                    state.slow.pop(site.host.name, None)
+        await self._apply(state)
+
+    async def set_dns_tampering(self, names: Iterable[str], answer: str | None) -> None:
+        """The national resolver answers `answer` (an IP: a bogon, a block page) for these hosts'
+        names; None makes it tell the truth again."""
+        state = self._state.copy()
+        for name in names:
+            fqdn = self.site(name).fqdn
+            if answer is None:
+                state.spoofed.pop(fqdn, None)
+            else:
+                state.spoofed[fqdn] = answer
+        await self._apply(state)
+
     async def set_host(self, name: str, mode: Mode) -> None:
         state = self._state.copy()
         state.host_modes[self.site(name).host.name] = mode
@@ -387,7 +448,9 @@ class SimulatedInternet:
                     "asn": site.host.asn,
                     "country": site.host.country,
                     "category": site.host.category,
+                    "region": site.host.region,
                     "kind": site.host.kind.value,
+                    "slow_seconds": self._state.slow.get(site.host.name, 0.0),
                     "mode": self._effective(site.host, self._state).value,
                 }
                 for site in self.sites.values()
@@ -435,8 +498,18 @@ class SimulatedInternet:
             for vhost in server.hosts:
                 server.host(vhost).failing = vhost in failing
         await asyncio.gather(*(server.set_mode(mode) for server, (mode, _) in plan.items()))
+        delays: dict[LabWebServer, float] = {}
         for site in self.sites.values():
-            if site.ip is None:
+            if site.server is not None:  # a shared server is as slow as its slowest site
+                delays[site.server] = max(delays.get(site.server, 0.0), state.slow.get(site.host.name, 0.0))
+            if site.host.kind is HostKind.DNS:
                 down = self._effective(site.host, state) in _DOWN
                 self.dns.set_behavior(site.fqdn, Behavior.SERVFAIL if down else Behavior.NORMAL)
+        for server, delay in delays.items():
+            server.first_byte_delay = server.trickle_seconds = delay / 2
+        for fqdn in self.addresses():
+            self.national_dns.set_spoof(fqdn, [state.spoofed[fqdn]] if fqdn in state.spoofed else None)
+        national_mode = state.network_modes.get(self.national_resolver_asn or 0, Mode.UP)
         self.dns.set_override(Behavior.DROP if state.vantage_offline else None)
+        national_dark = state.vantage_offline or national_mode in _DOWN
+        self.national_dns.set_override(Behavior.DROP if national_dark else None)

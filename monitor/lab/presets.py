@@ -10,6 +10,8 @@ from monitor.lab.topology import CONTROL_CATEGORY, HostKind, LabHost, LabNetwork
 from monitor.lab.web import Mode
 
 __all__ = [
+    "ALMATY",
+    "ASTANA",
     "CONTROL_HOSTS",
     "CONTROL_NETWORKS",
     "KAZAKHSTAN_HOSTS",
@@ -18,21 +20,25 @@ __all__ = [
     "KCELL",
     "KYRGYZSTAN_HOSTS",
     "KYRGYZSTAN_NETWORKS",
+    "MOBILE_NETWORKS",
     "TELE2",
     "central_asia",
     "kazakhstan",
     "synthetic",
 ]
 
-KAZAKHTELECOM, KCELL, TELE2, BEELINE, TRANSTELECOM, PS_HOSTING = (9198, 29355, 48503, 21299, 41798, 35104)
+# The hosting network is the lab's own (a private-use ASN): the sites on it are hosted there.
+KAZAKHTELECOM, KCELL, TELE2, BEELINE, TRANSTELECOM, HOSTING = (9198, 29355, 48503, 21299, 41798, 64500)
+MOBILE_NETWORKS = (KCELL, TELE2, BEELINE)
+ALMATY, ASTANA = "KZ-75", "KZ-71"
 
 KAZAKHSTAN_NETWORKS = (
-    LabNetwork(KAZAKHTELECOM, "KAZTELECOM-AS", "KZ"),
-    LabNetwork(KCELL, "KCELL-AS", "KZ"),
-    LabNetwork(TELE2, "TELE2-KZ-AS", "KZ"),
-    LabNetwork(BEELINE, "KARTEL-AS (Beeline)", "KZ"),
-    LabNetwork(TRANSTELECOM, "TRANSTELECOM-AS", "KZ"),
-    LabNetwork(PS_HOSTING, "PSINTERNET-AS (hosting)", "KZ"),
+    LabNetwork(KAZAKHTELECOM, "KAZTELECOM-AS", "KZ", "fixed"),
+    LabNetwork(KCELL, "KCELL-AS", "KZ", "mobile"),
+    LabNetwork(TELE2, "TELE2-KZ-AS", "KZ", "mobile"),
+    LabNetwork(BEELINE, "KARTEL-AS (Beeline)", "KZ", "mobile"),
+    LabNetwork(TRANSTELECOM, "TRANSTELECOM-AS", "KZ", "transit"),
+    LabNetwork(HOSTING, "LAB-KZ-HOSTING", "KZ", "hosting"),
 )
 
 CONTROL_NETWORKS = (
@@ -45,11 +51,30 @@ CONTROL_NETWORKS = (
 
 
 def _kz(
+    name: str,
+    domain: str,
+    category: str,
+    asn: int,
+    kind: HostKind = HostKind.HTTPS,
+    region: str | None = ASTANA,
+    **extra: Any,
+) -> LabHost:
+    return LabHost(name, "KZ", category, asn, kind, domain=domain, region=region, **extra)
+
+
+def _almaty(
     name: str, domain: str, category: str, asn: int, kind: HostKind = HostKind.HTTPS, **extra: Any
 ) -> LabHost:
-    return LabHost(name, "KZ", category, asn, kind, domain=domain, **extra)
+    return _kz(name, domain, category, asn, kind, ALMATY, **extra)
 
 
+def _compare(name: str, domain: str) -> LabHost:
+    """The A records of a site's domain, asked of the resolver abroad and the national one."""
+    return _kz(name, domain, "dns_consistency", KAZAKHTELECOM, HostKind.DNS_COMPARE, region=None)
+
+
+# Astana holds the state; Almaty, the largest city, the mobile operators' and banks' head
+# offices (a lab's placement, not a survey of where each site is hosted).
 KAZAKHSTAN_HOSTS = (
     _kz("kazinform", "inform.kz", "state_media", KAZAKHTELECOM),
     _kz("khabar", "khabar.kz", "state_media", KAZAKHTELECOM),
@@ -59,24 +84,27 @@ KAZAKHSTAN_HOSTS = (
     _kz("primeminister", "primeminister.kz", "government", KAZAKHTELECOM),
     # Geo-blocked: unreachable from abroad even on a normal day.
     _kz("akorda", "akorda.kz", "government", TRANSTELECOM, initial_mode=Mode.BLACKHOLE),
-    _kz("parlam", "parlam.kz", "government", PS_HOSTING, HostKind.HTTP),
+    _kz("parlam", "parlam.kz", "government", HOSTING, HostKind.HTTP),
     _kz("knb", "knb.kz", "police_security", KAZAKHTELECOM),
     _kz("police", "police.kz", "police_security", TRANSTELECOM),
-    _kz("alaport-tcp", "alaport.com", "airport", BEELINE, HostKind.TCP),
+    _almaty("alaport-tcp", "alaport.com", "airport", BEELINE, HostKind.TCP),
     _kz("astana-airport", "astanaairport.com", "airport", KAZAKHTELECOM),
     _kz("kazakhtelecom", "telecom.kz", "telecom", KAZAKHTELECOM),
-    _kz("kcell", "kcell.kz", "telecom", KCELL),
+    _almaty("kcell", "kcell.kz", "telecom", KCELL),
     _kz("tele2", "tele2.kz", "telecom", TELE2),
-    _kz("beeline", "beeline.kz", "telecom", BEELINE),
+    _almaty("beeline", "beeline.kz", "telecom", BEELINE),
     _kz("transtelecom", "ttc.kz", "telecom", TRANSTELECOM, HostKind.HTTP),
-    _kz("nationalbank", "nationalbank.kz", "bank", KAZAKHTELECOM),
-    _kz("halykbank", "halykbank.kz", "bank", PS_HOSTING),
-    _kz("kaspi", "kaspi.kz", "bank", PS_HOSTING, declare_asn=False),
-    _kz("tengrinews", "tengrinews.kz", "media", PS_HOSTING, declare_asn=False),
+    _almaty("nationalbank", "nationalbank.kz", "bank", KAZAKHTELECOM),
+    _almaty("halykbank", "halykbank.kz", "bank", HOSTING),
+    _almaty("kaspi", "kaspi.kz", "bank", HOSTING, declare_asn=False),
+    _almaty("tengrinews", "tengrinews.kz", "media", HOSTING, declare_asn=False),
     _kz("nur", "nur.kz", "media", TELE2, declare_asn=False),
-    _kz("zakon", "zakon.kz", "media", KCELL),
-    _kz("vlast", "vlast.kz", "media", BEELINE, HostKind.HTTP, declare_asn=False),
-    _kz("kz-registry-dns", "kz", "cctld_dns", KAZAKHTELECOM, HostKind.DNS),
+    _almaty("zakon", "zakon.kz", "media", KCELL),
+    _almaty("vlast", "vlast.kz", "media", BEELINE, HostKind.HTTP, declare_asn=False),
+    _kz("kz-registry-dns", "kz", "cctld_dns", KAZAKHTELECOM, HostKind.DNS, region=None),
+    _compare("dns-kaspi", "kaspi.kz"),
+    _compare("dns-tengrinews", "tengrinews.kz"),
+    _compare("dns-vlast", "vlast.kz"),
 )
 
 CONTROL_HOSTS = (
@@ -97,6 +125,7 @@ def kazakhstan(**options: Any) -> SimulatedInternet:
     A shutdown: `await net.set_country("KZ", Mode.BLACKHOLE, except_hosts=KAZAKHSTAN_STAYS_UP)`.
     `options` go to SimulatedInternet (ports, workdir, ...).
     """
+    options.setdefault("national_resolver_asn", KAZAKHTELECOM)
     return SimulatedInternet(
         (*KAZAKHSTAN_HOSTS, *CONTROL_HOSTS), (*KAZAKHSTAN_NETWORKS, *CONTROL_NETWORKS), **options
     )
@@ -105,9 +134,9 @@ def kazakhstan(**options: Any) -> SimulatedInternet:
 # A neighbour for scenarios with two countries. The ASNs are from the private-use range: this
 # country's networks are the lab's own, not a record of real ones.
 KYRGYZSTAN_NETWORKS = (
-    LabNetwork(64601, "LAB-KG-FIXED", "KG"),
-    LabNetwork(64602, "LAB-KG-MOBILE", "KG"),
-    LabNetwork(64603, "LAB-KG-HOSTING", "KG"),
+    LabNetwork(64601, "LAB-KG-FIXED", "KG", "fixed"),
+    LabNetwork(64602, "LAB-KG-MOBILE", "KG", "mobile"),
+    LabNetwork(64603, "LAB-KG-HOSTING", "KG", "hosting"),
 )
 KYRGYZSTAN_HOSTS = tuple(
     LabHost(f"kg-{category}-{asn % 10}", "KG", category, asn, domain=f"{category}{asn % 10}.kg")
@@ -119,6 +148,7 @@ KYRGYZSTAN_HOSTS = tuple(
 def central_asia(**options: Any) -> SimulatedInternet:
     """Kazakhstan as above and a neighbour, Kyrgyzstan (nine sites on three lab networks), with
     the same five controls: for scenarios where one country goes dark and the other does not."""
+    options.setdefault("national_resolver_asn", KAZAKHTELECOM)
     return SimulatedInternet(
         (*KAZAKHSTAN_HOSTS, *KYRGYZSTAN_HOSTS, *CONTROL_HOSTS),
         (*KAZAKHSTAN_NETWORKS, *KYRGYZSTAN_NETWORKS, *CONTROL_NETWORKS),

@@ -9,7 +9,7 @@ from typing import Any
 
 import yaml
 
-from monitor.lab.topology import HostKind, LabHost
+from monitor.lab.topology import REGION_NAMES, HostKind, LabHost, LabNetwork
 
 __all__ = ["LAB_BOGON_NETWORKS", "TargetSite", "dump_targets_yaml", "targets_document"]
 
@@ -35,7 +35,9 @@ class TargetSite:
     fqdn: str
 
 
-def _entry(site: TargetSite, http_port: int, https_port: int, include_asn: bool | None) -> dict[str, Any]:
+def _entry(
+    site: TargetSite, http_port: int, https_port: int, include_asn: bool | None, resolvers: list[str]
+) -> dict[str, Any]:
     host = site.host
     entry: dict[str, Any] = {"name": host.name}
     if host.kind is HostKind.HTTPS:
@@ -44,20 +46,27 @@ def _entry(site: TargetSite, http_port: int, https_port: int, include_asn: bool 
         entry["url"] = f"http://{site.fqdn}:{http_port}/"
     elif host.kind is HostKind.TCP:
         entry["tcp"] = f"{site.fqdn}:{http_port}"
+    elif host.kind is HostKind.DNS_COMPARE:
+        entry["dns"] = {"query": site.fqdn + ".", "type": "A", "compare_resolvers": True}
+        entry["resolvers"] = resolvers
     else:
         entry["dns"] = {"query": site.fqdn + ".", "type": "SOA"}
     entry["country"] = host.country
     entry["category"] = host.category
+    if host.region is not None:
+        entry["region"] = host.region
     wants_asn = host.declare_asn if include_asn is None else include_asn
-    if wants_asn and host.kind is not HostKind.DNS:
+    if wants_asn and host.kind not in (HostKind.DNS, HostKind.DNS_COMPARE):
         entry["asn"] = host.asn
     return entry
 
 
 def targets_document(
     sites: Iterable[TargetSite],
+    networks: Iterable[LabNetwork] = (),
     *,
     resolver: str,
+    national_resolver: str | None = None,
     ca_file: str | Path,
     http_port: int,
     https_port: int,
@@ -68,10 +77,15 @@ def targets_document(
     """`include_asn` True/False forces `asn:` on/off for every target; None asks each host."""
     targets: list[dict[str, Any]] = []
     controls: list[dict[str, Any]] = []
+    regions: dict[str, dict[str, str]] = {}
+    both = [resolver, *([national_resolver] if national_resolver else [])]
     for site in sites:
-        entry = _entry(site, http_port, https_port, include_asn)
+        entry = _entry(site, http_port, https_port, include_asn, both)
         (controls if site.host.is_control else targets).append(entry)
-    return {
+        if site.host.region is not None:
+            name = REGION_NAMES.get(site.host.region, site.host.region)
+            regions.setdefault(site.host.country, {})[site.host.region] = name
+    document: dict[str, Any] = {
         "defaults": {
             "interval": interval,
             "timeout": timeout,
@@ -83,6 +97,12 @@ def targets_document(
         "targets": targets,
         "controls": controls,
     }
+    kinds = {net.asn: {"name": net.name, "kind": net.kind} for net in networks if net.kind}
+    if kinds:
+        document["networks"] = kinds
+    if regions:
+        document["regions"] = {country: dict(sorted(names.items())) for country, names in regions.items()}
+    return document
 
 
 def dump_targets_yaml(document: dict[str, Any], path: str | Path) -> Path:

@@ -11,6 +11,7 @@ from monitor.lab.web import Mode
 
 __all__ = [
     "CONTROL_CATEGORY",
+    "REGION_NAMES",
     "HostKind",
     "LabHost",
     "LabNetwork",
@@ -19,6 +20,8 @@ __all__ = [
 ]
 
 CONTROL_CATEGORY = "control"
+# ISO 3166-2 names of the regions the lab's hosts are placed in
+REGION_NAMES = {"KZ-75": "Almaty", "KZ-71": "Astana", "KZ-79": "Shymkent", "KG-GB": "Bishkek"}
 
 
 class HostKind(enum.Enum):
@@ -26,6 +29,7 @@ class HostKind(enum.Enum):
     HTTPS = "https"
     TCP = "tcp"  # a TCP connect target on the network's plain HTTP port
     DNS = "dns"  # an SOA query for the host's domain, served as its own zone
+    DNS_COMPARE = "dns_compare"  # the A records of another host's domain, asked of both resolvers
 
 
 @dataclass(frozen=True)
@@ -44,6 +48,7 @@ class LabHost:
     domain: str | None = None
     initial_mode: Mode = Mode.UP
     declare_asn: bool = True
+    region: str | None = None  # ISO 3166-2, e.g. KZ-75
 
     @property
     def is_control(self) -> bool:
@@ -58,6 +63,7 @@ class LabNetwork:
     asn: int
     name: str
     country: str
+    kind: str | None = None  # mobile, fixed, hosting, transit: written to the catalog's networks:
 
 
 def network_prefix(asn: int) -> ipaddress.IPv4Network:

@@ -20,6 +20,7 @@ from monitor.lab.loopback import BlackholeListener, require_loopback
 __all__ = ["LabWebServer", "Mode", "VirtualHost"]
 
 _SHUTDOWN_GRACE_SECONDS = 0.5
+_TRICKLE_CHUNKS = 5
 _WILDCARD_AFTER = 4  # hosts under one parent domain before a wildcard replaces their names
 
 
@@ -75,6 +76,7 @@ class LabWebServer:
             self.add_host(name)
         self._mode = Mode.UP
         self.first_byte_delay = 0.0  # seconds every answer waits: a slow but working network
+        self.trickle_seconds = 0.0  # ... and spends sending its body, a few bytes at a time
         self._started = False
         self._runner: web.AppRunner | None = None
         self._blackholes: list[BlackholeListener] = []
@@ -201,7 +203,21 @@ class LabWebServer:
         if vhost.redirect is not None:
             status = vhost.status if 300 <= vhost.status < 400 else 302
             return web.Response(status=status, headers={"Location": vhost.redirect})
+        if self.trickle_seconds:
+            return await self._trickle(request, vhost)
         return web.Response(status=vhost.status, text=vhost.page(), content_type="text/html")
+
+    async def _trickle(self, request: web.Request, vhost: VirtualHost) -> web.StreamResponse:
+        body = vhost.page().encode()
+        response = web.StreamResponse(status=vhost.status, headers={"Content-Type": "text/html"})
+        response.content_length = len(body)
+        await response.prepare(request)
+        step = max(1, len(body) // _TRICKLE_CHUNKS)
+        for start in range(0, len(body), step):
+            await response.write(body[start : start + step])
+            await asyncio.sleep(self.trickle_seconds / _TRICKLE_CHUNKS)
+        await response.write_eof()
+        return response
 
     def url(self, host: str, *, https: bool = True, path: str = "/") -> str:
         scheme, port = ("https", self.https_port) if https else ("http", self.http_port)

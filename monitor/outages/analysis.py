@@ -16,12 +16,14 @@ from monitor.catalog.catalog import Catalog, Target
 from monitor.catalog.schema import AnalysisOptions
 from monitor.outages.asn import ASNResolver
 from monitor.outages.book import OutageBook
+from monitor.outages.consistency import consistent
 from monitor.outages.journal import Journal
 from monitor.outages.outage import Outage, Scope
 from monitor.outages.rules import CauseKind, CountryState, OutageKey, Snapshot, TargetView, judge
 from monitor.outages.state import Health, TargetState
 from monitor.outages.vantage import VantageGate
-from monitor.probing.failures import Failure
+from monitor.probing.dns import is_bogon
+from monitor.probing.failures import Failure, Phase
 from monitor.probing.result import ProbeResult
 
 __all__ = ["Analyzer", "BlindSpell"]
@@ -46,6 +48,7 @@ class Analyzer:
         self.book = OutageBook(journal)
         self.options = AnalysisOptions()
         self.targets: dict[str, Target] = {}
+        self.catalog: Catalog | None = None
         self.states: dict[str, TargetState] = {}
         self._control_states: list[TargetState] = []
         self.asn_resolver: ASNResolver | None = None
@@ -89,6 +92,7 @@ class Analyzer:
     # -- configuration and restart -------------------------------------------------------------
 
     def set_catalog(self, catalog: Catalog) -> None:
+        self.catalog = catalog
         self.options = catalog.analysis
         self.gate.quorum = self.options.vantage_quorum
         self.targets = dict(catalog.by_name)
@@ -142,22 +146,45 @@ class Analyzer:
         changed = state.observe(result) or state.failures_in_a_row == self.options.group_down_after
         if result.failure is not None:
             self.book.attribute(target.name, result.failure)
+        else:
+            seconds = result.duration_seconds - result.phases.get(Phase.RESOLVE, 0.0)
+            changed |= state.speed.observe(
+                result.started_at, seconds, self.options, target.down_after, target.up_after
+            )
+        if result.dns_answers:
+            changed |= self._observe_dns(target, state, result)
         if target.is_control:
             self.gate.update(self._control_states)
         elif target.asn is None and result.addresses:
             self._lookup_asn(target.name, result.addresses[0])
         return changed or self.gate.online != was_online
 
-    def _lookup_asn(self, name: str, address: str) -> None:
+    def _observe_dns(self, target: Target, state: TargetState, result: ProbeResult) -> bool:
+        def asn_of(address: str) -> int | None:
+            resolver = self.asn_resolver
+            if resolver is None:
+                return None
+            if resolver.needs_lookup(address):
+                self._lookup_asn(None, address)
+            return resolver.cached(address)
+
+        def bogon(address: str) -> bool:
+            return is_bogon(address, target.bogon_networks)
+
+        agrees = consistent(result.dns_answers, asn_of, bogon)
+        return state.dns.observe(result.started_at, agrees, result.dns_answers, target.down_after)
+
+    def _lookup_asn(self, name: str | None, address: str) -> None:
+        """The ASN of `address`, looked up once in the background; `name`'s when given."""
         resolver = self.asn_resolver
         if resolver is None or not resolver.needs_lookup(address):
-            if resolver is not None and (asn := resolver.cached(address)) is not None:
+            if resolver is not None and name is not None and (asn := resolver.cached(address)) is not None:
                 self.resolved_asn[name] = asn
             return
 
         async def lookup() -> None:
             asn = await resolver.lookup(address)
-            if asn is not None:
+            if asn is not None and name is not None:
                 self.resolved_asn[name] = asn
 
         with contextlib.suppress(RuntimeError):  # no running loop: lookups only in the daemon
@@ -203,13 +230,16 @@ class Analyzer:
             flapping_since = state.update_flapping(now, window, options.flap_changes)
         cause = self.book.cause.get(target.name)
         released = self.book.released.get(target.name)
+        speed, dns = state.speed, state.dns
+        baseline = speed.baseline()
+        asn = self.asn_of(target)
         if released is not None and state.health is Health.UP and state.failures_in_a_row == 0:
             del self.book.released[target.name]  # back: that stretch of darkness is over
             released = None
         return TargetView(
             name=target.name,
             country=target.country,
-            asn=self.asn_of(target),
+            asn=asn,
             control=target.is_control,
             category=target.category,
             health=state.health,
@@ -221,6 +251,15 @@ class Analyzer:
             explained_by=cause[0] if cause is not None and cause[1] != CauseKind.RECOVERING else None,
             released_at=released[0] if released else None,
             released_from=released[1] if released else None,
+            kind=target.kind,
+            region=target.region,
+            network_kind=self.catalog.network_kind(asn) if self.catalog is not None else None,
+            slow_since=speed.slow_since if speed.slow else None,
+            normal_since=speed.normal_since,
+            speed=(baseline, speed.last_seconds) if baseline is not None and speed.last_seconds else None,
+            tampered_since=dns.since if dns.tampered else None,
+            clean_since=dns.clean_since,
+            dns_answers=dns.answers if dns.tampered else (),
         )
 
     def evaluate(self) -> None:

@@ -10,8 +10,8 @@ from collections import Counter
 from collections.abc import Callable, Mapping
 
 from monitor.outages.journal import Journal
-from monitor.outages.outage import Outage, Scope
-from monitor.outages.rules import CauseKind, OutageKey, Verdict, Wanted
+from monitor.outages.outage import SCOPE_VERDICT, Outage, Scope
+from monitor.outages.rules import CauseKind, OutageKey, Verdict, Wanted, covers
 from monitor.probing.failures import Failure
 
 __all__ = ["OutageBook"]
@@ -20,8 +20,19 @@ log = logging.getLogger(__name__)
 
 _BASELINE_SYNC_SECONDS = 60.0
 _ALWAYS_JUDGED = (Scope.VANTAGE, Scope.SELF)  # the gate rows are not frozen by blindness
-_BREADTH = {Scope.SELF: 5, Scope.VANTAGE: 4, Scope.COUNTRY: 3, Scope.NETWORK: 2, Scope.SITE: 1}
-_WIDER = {Scope.SITE: (Scope.NETWORK, Scope.COUNTRY), Scope.NETWORK: (Scope.COUNTRY,)}
+# The order outages open in, widest first, so that a wider one exists when a narrower one would
+# be absorbed by it; a country's throttling opens before its networks' (shorter keys first).
+_BREADTH = {
+    Scope.SELF: 9,
+    Scope.VANTAGE: 8,
+    Scope.COUNTRY: 7,
+    Scope.MOBILE: 6,
+    Scope.REGION: 5,
+    Scope.NETWORK: 4,
+    Scope.SITE: 3,
+    Scope.THROTTLING: 2,
+    Scope.DNS: 1,
+}
 
 
 class OutageBook:
@@ -59,9 +70,11 @@ class OutageBook:
         previous = self.cause
         self.cause = verdict.cause
         self.released.update(verdict.released)
-        for key in sorted(verdict.wanted, key=lambda key: _BREADTH[key[0]], reverse=True):
+        for key in sorted(verdict.wanted, key=lambda key: (-_BREADTH[key[0]], len(key[1]))):
             if key not in self.open:
-                self._open(verdict.wanted[key], previous, streak_failures)
+                self._open(verdict.wanted[key], previous, streak_failures, now)
+            else:
+                self._update(self.open[key], verdict.wanted[key], now)
         for key, outage in list(self.open.items()):
             if key in verdict.wanted or (verdict.frozen and outage.scope not in _ALWAYS_JUDGED):
                 continue
@@ -76,6 +89,7 @@ class OutageBook:
         wanted: Wanted,
         previous: Mapping[str, tuple[OutageKey, CauseKind]],
         streak_failures: Callable[[str], Mapping[Failure, int]],
+        now: float,
     ) -> None:
         outage = Outage(
             wanted.scope,
@@ -85,6 +99,7 @@ class OutageBook:
             asn=wanted.asn,
             targets=list(wanted.members),
         )
+        self._update(outage, wanted, now)
         for name in wanted.members:
             cause = previous.get(name)
             if cause is not None and cause[1] == CauseKind.OPEN and cause[0] in self.open:
@@ -102,15 +117,33 @@ class OutageBook:
             time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(outage.started_at)),
         )
 
+    def _update(self, outage: Outage, wanted: Wanted, at: float) -> None:
+        """The rule's latest evidence and members; a change of verdict (full to whitelist) is a
+        new phase."""
+        verdict = wanted.verdict or outage.verdict
+        if not verdict and wanted.scope is not Scope.COUNTRY:  # a country's may be undecided yet
+            verdict = SCOPE_VERDICT[wanted.scope]
+        if verdict != outage.verdict:
+            outage.verdict = verdict
+            outage.phases.append({"verdict": verdict, "at": at if outage.phases else outage.started_at})
+            self._dirty = True
+        details = dict(wanted.details)
+        if details and details != outage.details:
+            outage.details = details
+            self._dirty = True
+        joined = set(wanted.members) - set(outage.targets)
+        if joined:  # members that went dark (slow, tampered) after it opened
+            outage.targets = sorted({*outage.targets, *joined})
+            self._dirty = True
+
     def _absorbing(self, outage: Outage, verdict: Verdict) -> Outage | None:
         """The wider open outage that now explains every member of this narrower one."""
-        wider_scopes = _WIDER.get(outage.scope, ())
         causes = [verdict.cause.get(name) for name in outage.targets]
         keys = {cause[0] for cause in causes if cause is not None and cause[1] == CauseKind.OPEN}
         if not causes or None in causes or len(keys) != 1:
             return None
         (key,) = keys
-        return self.open.get(key) if key[0] in wider_scopes else None
+        return self.open.get(key) if covers(key, (outage.scope, outage.key)) else None
 
     @staticmethod
     def _pending(outage: Outage, verdict: Verdict) -> bool:

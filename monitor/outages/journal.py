@@ -32,7 +32,10 @@ CREATE TABLE IF NOT EXISTS outages (
     failures INTEGER NOT NULL DEFAULT 0,
     evidence TEXT NOT NULL DEFAULT '{}',
     targets TEXT NOT NULL DEFAULT '[]',
-    absorbed_by TEXT
+    absorbed_by TEXT,
+    verdict TEXT NOT NULL DEFAULT '',
+    details TEXT NOT NULL DEFAULT '{}',
+    phases TEXT NOT NULL DEFAULT '[]'
 );
 CREATE INDEX IF NOT EXISTS outages_started ON outages (started_at);
 CREATE TABLE IF NOT EXISTS target_baseline (
@@ -40,6 +43,20 @@ CREATE TABLE IF NOT EXISTS target_baseline (
     last_up_at REAL NOT NULL
 );
 """
+
+
+_COLUMNS = (
+    "id, scope, key, country, asn, started_at, ended_at, failures, evidence, targets, absorbed_by, "
+    "verdict, details, phases"
+)
+_UPDATED = ("ended_at", "failures", "evidence", "targets", "absorbed_by", "verdict", "details", "phases")
+# Columns added since the first journals, with their definitions: added on open when missing.
+_ADDED_COLUMNS = {
+    "absorbed_by": "TEXT",
+    "verdict": "TEXT NOT NULL DEFAULT ''",
+    "details": "TEXT NOT NULL DEFAULT '{}'",
+    "phases": "TEXT NOT NULL DEFAULT '[]'",
+}
 
 
 class JournalError(Exception):
@@ -111,10 +128,7 @@ class Journal:
         """Open outages and per-target baselines saved by an earlier run."""
         try:
             db = self._connection()
-            rows = db.execute(
-                "SELECT id, scope, key, country, asn, started_at, ended_at, failures, "
-                "evidence, targets, absorbed_by FROM outages WHERE ended_at IS NULL"
-            ).fetchall()
+            rows = db.execute(f"SELECT {_COLUMNS} FROM outages WHERE ended_at IS NULL").fetchall()
             baselines = dict(db.execute("SELECT name, last_up_at FROM target_baseline").fetchall())
         except (sqlite3.Error, OSError) as exc:
             self._failed("read", exc)
@@ -131,14 +145,7 @@ class Journal:
                 raise JournalError("the journal file was removed")
             db.execute("BEGIN IMMEDIATE")
             try:
-                db.executemany(
-                    "INSERT INTO outages (id, scope, key, country, asn, started_at, ended_at, failures, "
-                    "evidence, targets, absorbed_by) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
-                    "ON CONFLICT(id) DO UPDATE SET ended_at = excluded.ended_at, "
-                    "failures = excluded.failures, evidence = excluded.evidence, "
-                    "targets = excluded.targets, absorbed_by = excluded.absorbed_by",
-                    [_row(outage) for outage in outages],
-                )
+                db.executemany(_UPSERT, [_row(outage) for outage in outages])
                 db.executemany(
                     "INSERT INTO target_baseline (name, last_up_at) VALUES (?, ?) "
                     "ON CONFLICT(name) DO UPDATE SET last_up_at = excluded.last_up_at",
@@ -169,8 +176,7 @@ class Journal:
             db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=2.0)
             try:
                 rows = db.execute(
-                    "SELECT id, scope, key, country, asn, started_at, ended_at, failures, evidence, targets, "
-                    "absorbed_by FROM outages WHERE ended_at IS NULL OR ended_at >= ? "
+                    f"SELECT {_COLUMNS} FROM outages WHERE ended_at IS NULL OR ended_at >= ? "
                     "ORDER BY started_at DESC",
                     (since if since is not None else 0.0,),
                 ).fetchall()
@@ -181,11 +187,18 @@ class Journal:
         return [_outage(row) for row in rows]
 
 
+_UPSERT = (
+    f"INSERT INTO outages ({_COLUMNS}) VALUES ({', '.join('?' * len(_COLUMNS.split(',')))}) "
+    f"ON CONFLICT(id) DO UPDATE SET {', '.join(f'{c} = excluded.{c}' for c in _UPDATED)}"
+)
+
+
 def _migrate(db: sqlite3.Connection) -> None:
-    """Journals written before outages could be absorbed lack that column."""
+    """Journals written by earlier versions lack the columns added since."""
     columns = {row[1] for row in db.execute("PRAGMA table_info(outages)")}
-    if "absorbed_by" not in columns:
-        db.execute("ALTER TABLE outages ADD COLUMN absorbed_by TEXT")
+    for column, definition in _ADDED_COLUMNS.items():
+        if column not in columns:
+            db.execute(f"ALTER TABLE outages ADD COLUMN {column} {definition}")
 
 
 def _is_corruption(exc: sqlite3.DatabaseError) -> bool:
@@ -206,11 +219,15 @@ def _row(outage: Outage) -> tuple[object, ...]:
         json.dumps(dict(outage.evidence)),
         json.dumps(outage.targets),
         outage.absorbed_by,
+        outage.verdict,
+        json.dumps(outage.details),
+        json.dumps(outage.phases),
     )
 
 
 def _outage(row: tuple[Any, ...]) -> Outage:
-    (id_, scope, key, country, asn, started_at, ended_at, failures, evidence, targets, absorbed_by) = row
+    (id_, scope, key, country, asn, started_at, ended_at, failures, evidence, targets, absorbed_by) = row[:11]
+    verdict, details, phases = row[11:]
     return Outage(
         scope=Scope(scope),
         key=key,
@@ -222,5 +239,8 @@ def _outage(row: tuple[Any, ...]) -> Outage:
         evidence=Counter(json.loads(evidence)),
         targets=list(json.loads(targets)),
         absorbed_by=absorbed_by,
+        verdict=verdict,
+        details=json.loads(details),
+        phases=list(json.loads(phases)),
         id=id_,
     )

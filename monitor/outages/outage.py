@@ -8,21 +8,39 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
-__all__ = ["Outage", "Scope"]
+__all__ = ["SCOPE_VERDICT", "Outage", "Scope"]
 
 
 class Scope(StrEnum):
     SITE = "site"
     NETWORK = "network"
+    MOBILE = "mobile"  # every mobile network of a country, its fixed networks up
+    REGION = "region"  # one ISO 3166-2 region of a country, the rest of it up
     COUNTRY = "country"
+    THROTTLING = "throttling"  # up but slow: a country, else one network
+    DNS = "dns"  # the resolvers disagree on a country's names
     VANTAGE = "vantage"  # our uplink: the controls abroad are unreachable
     SELF = "self"  # our own process: the event loop stalled, results were held
+
+
+# The one verdict of each scope; a country outage is `full` or `whitelist` (some survive).
+SCOPE_VERDICT = {
+    Scope.SITE: "site",
+    Scope.NETWORK: "network",
+    Scope.MOBILE: "mobile_only",
+    Scope.REGION: "regional",
+    Scope.COUNTRY: "full",
+    Scope.THROTTLING: "throttled",
+    Scope.DNS: "dns_tampering",
+    Scope.VANTAGE: "vantage",
+    Scope.SELF: "self",
+}
 
 
 @dataclass(slots=True)
 class Outage:
     scope: Scope
-    key: str  # target name, "KZ/AS9198", "KZ", "vantage" or "self"
+    key: str  # target name, "KZ/AS9198", "KZ/mobile", "KZ/KZ-75", "KZ", "vantage" or "self"
     started_at: float
     country: str | None = None
     asn: int | None = None
@@ -31,6 +49,9 @@ class Outage:
     failures: int = 0
     evidence: Counter[str] = field(default_factory=Counter)
     absorbed_by: str | None = None  # the id of the wider outage it became part of
+    verdict: str = ""  # SCOPE_VERDICT, or "whitelist" for a country while some targets survive
+    details: dict[str, Any] = field(default_factory=dict)  # the rule's evidence: survivors, regions...
+    phases: list[dict[str, Any]] = field(default_factory=list)  # each change of verdict: {verdict, at}
     id: str = field(default_factory=lambda: uuid.uuid4().hex)
 
     def as_dict(self) -> dict[str, Any]:
@@ -47,4 +68,7 @@ class Outage:
             "evidence": dict(self.evidence.most_common()),
             "targets": self.targets,
             "absorbed_by": self.absorbed_by,
+            "verdict": self.verdict or SCOPE_VERDICT[self.scope],
+            "details": self.details,
+            "phases": self.phases,
         }

@@ -17,14 +17,17 @@ from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
+from typing import Any
 
 from monitor.catalog.schema import AnalysisOptions
-from monitor.outages.outage import Scope
+from monitor.outages.outage import SCOPE_VERDICT, Scope
 from monitor.outages.state import Health
+from monitor.probing.result import ResolverAnswer
 
 __all__ = [
     "COUNTRY_STATES",
     "RULES",
+    "VERDICTS",
     "CauseKind",
     "CountryState",
     "OutageKey",
@@ -33,14 +36,39 @@ __all__ = [
     "TargetView",
     "Verdict",
     "Wanted",
+    "covers",
     "judge",
 ]
 
 OutageKey = tuple[Scope, str]
 COUNTRY_STATES = ("normal", "degraded", "shutdown", "unknown")
+# A country's one verdict at a time (monitor_country_verdict), widest first: the gates, then the
+# verdict of its widest outage, else normal (or unknown before any target has a state).
+VERDICTS = (
+    "self",
+    "vantage",
+    "unknown",
+    "full",
+    "whitelist",
+    "regional",
+    "mobile_only",
+    "network",
+    "throttled",
+    "dns_tampering",
+    "site",
+    "normal",
+)
 VANTAGE: OutageKey = (Scope.VANTAGE, "vantage")
-_RELEASING = (Scope.COUNTRY, Scope.NETWORK)  # the rows whose end gives their targets a fresh start
+# the rows whose end gives their targets a fresh start
+_RELEASING = (Scope.COUNTRY, Scope.REGION, Scope.MOBILE, Scope.NETWORK)
 SELF: OutageKey = (Scope.SELF, "self")
+# Which outages a wider one takes over when it claims all their members (the book absorbs them).
+_WIDER = {
+    Scope.SITE: (Scope.NETWORK, Scope.MOBILE, Scope.REGION, Scope.COUNTRY),
+    Scope.NETWORK: (Scope.MOBILE, Scope.REGION, Scope.COUNTRY),
+    Scope.MOBILE: (Scope.COUNTRY,),
+    Scope.REGION: (Scope.MOBILE, Scope.COUNTRY),  # all of a region's dark ones on mobile networks
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,6 +89,15 @@ class TargetView:
     explained_by: OutageKey | None = None  # its cause at the last verdict (open or settling)
     released_at: float | None = None  # when the wider outage that explained it ended
     released_from: OutageKey | None = None
+    kind: str = "http"  # of probe: only URL targets can show throttling
+    region: str | None = None
+    network_kind: str | None = None  # mobile, fixed, hosting, transit (the catalog's networks:)
+    slow_since: float | None = None  # up but slow against its own baseline, since
+    normal_since: float | None = None  # back to its usual speed, since
+    speed: tuple[float, float] | None = None  # (baseline median, latest) probe seconds
+    tampered_since: float | None = None  # its resolvers disagree, since
+    clean_since: float | None = None  # they agree again, since
+    dns_answers: tuple[ResolverAnswer, ...] = ()  # the disagreeing answers
 
     @property
     def dark_since(self) -> float | None:
@@ -107,6 +144,8 @@ class Wanted:
     members: tuple[str, ...]
     country: str | None = None
     asn: int | None = None
+    verdict: str = ""  # "whitelist" or "full" for a country; empty: the scope's, or as it was
+    details: Mapping[str, Any] = field(default_factory=dict)
 
     @property
     def outage_key(self) -> OutageKey:
@@ -126,6 +165,9 @@ class CountryState:
     counted: int = 0
     down: int = 0
     by_category: dict[str, float] | None = None
+    by_region: dict[str, float] = field(default_factory=dict)  # up share of each region's counted
+    by_network_kind: dict[str, float] = field(default_factory=dict)  # ... of each kind of network
+    verdict: str = "unknown"  # one of VERDICTS
 
 
 @dataclass(slots=True)
@@ -152,15 +194,26 @@ EndFn = Callable[[Snapshot, OutageKey, float, Mapping[str, TargetView]], float |
 
 @dataclass(frozen=True, slots=True)
 class Rule:
-    """One row of the table; the texts are the README's "Outage states" table, word for word."""
+    """One row of the table; the texts are the README's "Outage states" table, word for word.
+    Rows of one `family` offer what they leave to the next; each family starts from every target
+    the darkness rows did not claim (a slow target is up: never dark, never down)."""
 
     scope: Scope
     who: str
     member_dark: str
     threshold: str
     settle: str
+    verdict: str
     find: RowFn
     recovered: EndFn
+    family: str = "dark"
+
+
+def covers(wider: OutageKey, narrower: OutageKey) -> bool:
+    """Whether an outage of `wider` takes over one of `narrower` that it claims all members of."""
+    if wider[0] is Scope.THROTTLING and narrower[0] is Scope.THROTTLING:
+        return narrower[1].startswith(wider[1] + "/")  # a country's throttling covers its networks'
+    return wider[0] in _WIDER.get(narrower[0], ())
 
 
 # -- the rows ------------------------------------------------------------------------------------
@@ -215,17 +268,70 @@ def _find_countries(
         counted = members.get(country, [])
         dark = [view for view in counted if _dark_for_group(view, snapshot.options)]
         summary = verdict.countries[country] = _country_state(snapshot, counted, dark, control_share)
-        if summary.state == "shutdown":
+        if summary.state == "shutdown" and not _one_region_dark(snapshot, counted, dark):
             crossing = len(counted) - int(snapshot.options.shutdown_ratio * len(counted))
             started = _kth((view.group_dark_since or snapshot.now for view in dark), crossing)
-            members_dark = tuple(sorted(view.name for view in dark))
-            wanted = Wanted(Scope.COUNTRY, country, started or snapshot.now, members_dark, country=country)
+            started = started or snapshot.now
+            wanted = Wanted(
+                Scope.COUNTRY,
+                country,
+                started,
+                tuple(sorted(view.name for view in dark)),
+                country=country,
+                **_full_or_whitelist(snapshot, counted, dark, started),
+            )
             groups.append(Group(wanted, settled=True))
         elif summary.state == "unknown" and (key := (Scope.COUNTRY, country)) in snapshot.open_since:
             # No target has a state yet (a restart): no evidence either way, the outage stays.
             wanted = Wanted(Scope.COUNTRY, country, snapshot.open_since[key], (), country=country)
             groups.append(Group(wanted, settled=True))
     return groups
+
+
+def _full_or_whitelist(
+    snapshot: Snapshot, counted: Sequence[TargetView], dark: Sequence[TargetView], started: float
+) -> dict[str, Any]:
+    """`whitelist` when at least `whitelist_min` targets were seen up since the shutdown began
+    (a name that resolves is no sign of a site reachable, so not `dns:` targets); undecided ("")
+    while a target is neither dark nor seen up since, which lasts a probe interval at most."""
+    survivors = sorted(
+        view.name
+        for view in counted
+        if view.kind != "dns" and view.recovered_at is not None and (view.last_up_at or 0.0) >= started
+    )
+    dark_names = {view.name for view in dark}
+    undecided = any(
+        view.name not in dark_names and view.name not in survivors and view.kind != "dns" for view in counted
+    )
+    verdict = "" if undecided else "whitelist" if len(survivors) >= snapshot.options.whitelist_min else "full"
+    return {"verdict": verdict, "details": {"survivors": survivors, **_extent(dark)}}
+
+
+def _extent(dark: Sequence[TargetView]) -> dict[str, Any]:
+    """The regions and networks a dark group spans, with how many of its targets in each."""
+    regions = Counter(view.region for view in dark if view.region is not None)
+    networks = Counter(f"AS{view.asn}" for view in dark if view.asn is not None)
+    return {"regions": dict(sorted(regions.items())), "networks": dict(sorted(networks.items()))}
+
+
+def _one_region_dark(snapshot: Snapshot, counted: Sequence[TargetView], dark: Sequence[TargetView]) -> bool:
+    """The dark targets all in one region while at least `min_targets` elsewhere in the country
+    answer: that is the region's outage, not the country's."""
+    regions = {view.region for view in dark}
+    if len(regions) != 1 or None in regions:
+        return False
+    elsewhere = [view for view in counted if view.region not in regions]
+    return len(elsewhere) >= snapshot.options.min_targets
+
+
+def _share_dark(counted: Sequence[TargetView], dark: Sequence[TargetView], options: AnalysisOptions) -> bool:
+    """The country's threshold, for any group of it: up share at most `shutdown_ratio`, at least
+    `min_targets` counted, the dark ones on at least `min_asns` networks."""
+    return (
+        len(counted) >= options.min_targets
+        and (len(counted) - len(dark)) / len(counted) <= options.shutdown_ratio
+        and len({view.asn for view in dark}) >= options.min_asns
+    )
 
 
 def _country_state(
@@ -246,7 +352,15 @@ def _country_state(
         state = "degraded"
     else:
         state = "normal"
-    return CountryState(state, ratio, len(counted), len(dark), _ratios_by_category(counted, dark))
+    return CountryState(
+        state,
+        ratio,
+        len(counted),
+        len(dark),
+        _up_shares(counted, dark, lambda view: view.category, everyone="all"),
+        _up_shares(counted, dark, lambda view: view.region),
+        _up_shares(counted, dark, lambda view: view.network_kind),
+    )
 
 
 def _country_recovered(
@@ -281,7 +395,7 @@ def _find_networks(
             country=country,
             asn=asn,
         )
-        groups.append(Group(wanted, settled=_settled(snapshot, members, seen)))
+        groups.append(Group(wanted, settled=_settled(snapshot, Scope.NETWORK, members, seen)))
     return groups
 
 
@@ -312,7 +426,7 @@ def _find_sites(
         wanted = Wanted(
             Scope.SITE, view.name, _dark_start(view), (view.name,), country=view.country, asn=view.asn
         )
-        groups.append(Group(wanted, settled=_settled(snapshot, [view], seen)))
+        groups.append(Group(wanted, settled=_settled(snapshot, Scope.SITE, [view], seen)))
     return groups
 
 
@@ -323,6 +437,238 @@ def _site_recovered(
     return view.recovered_at if view is not None else None
 
 
+def _find_regions(
+    snapshot: Snapshot, offered: Sequence[TargetView], verdict: Verdict, seen: SeenUp
+) -> list[Group]:
+    regions: dict[tuple[str, str], list[TargetView]] = defaultdict(list)
+    for view in offered:
+        if view.region is not None and _reachable_for(snapshot, view, _region_key(view.country, view.region)):
+            regions[(view.country, view.region)].append(view)
+    groups = []
+    for (country, region), counted in sorted(regions.items()):
+        dark = [view for view in counted if _dark_for_group(view, snapshot.options)]
+        options = snapshot.options
+        if not _share_dark(counted, dark, options) or not _rest_of_country_up(snapshot, country, region):
+            continue
+        crossing = len(counted) - int(snapshot.options.shutdown_ratio * len(counted))
+        wanted = Wanted(
+            Scope.REGION,
+            _region_key(country, region)[1],
+            _kth((_dark_start(view) for view in dark), crossing) or snapshot.now,
+            tuple(sorted(view.name for view in dark)),
+            country=country,
+            details={"region": region, **_extent(dark)},
+        )
+        groups.append(Group(wanted, settled=_settled(snapshot, Scope.REGION, dark, seen)))
+    return groups
+
+
+def _region_key(country: str, region: str) -> OutageKey:
+    return (Scope.REGION, f"{country}/{region}")
+
+
+def _rest_of_country_up(snapshot: Snapshot, country: str, region: str) -> bool:
+    """At least `min_targets` of the country outside the region, and most of them up."""
+    rest = [
+        view
+        for view in snapshot.targets
+        if view.country == country
+        and view.region != region
+        and not view.control
+        and view.health is not Health.UNKNOWN
+        and _normally_reachable(view, snapshot.now, snapshot.options.baseline_window)
+    ]
+    up = sum(1 for view in rest if not _dark_for_group(view, snapshot.options))
+    return len(rest) >= snapshot.options.min_targets and up > snapshot.options.shutdown_ratio * len(rest)
+
+
+def _region_recovered(
+    snapshot: Snapshot, key: OutageKey, started_at: float, views: Mapping[str, TargetView]
+) -> float | None:
+    country, _, region = key[1].partition("/")
+    members = [
+        view
+        for view in views.values()
+        if view.country == country and view.region == region and _reachable_for(snapshot, view, key)
+    ]
+    return _share_back(snapshot, members, started_at)
+
+
+def _share_back(snapshot: Snapshot, members: Sequence[TargetView], started_at: float) -> float | None:
+    """When more than `shutdown_ratio` of the members were back: the group's end."""
+    back = [max(view.recovered_at, started_at) for view in members if view.recovered_at is not None]
+    return _kth(back, int(snapshot.options.shutdown_ratio * len(members)) + 1)
+
+
+def _find_mobile(
+    snapshot: Snapshot, offered: Sequence[TargetView], verdict: Verdict, seen: SeenUp
+) -> list[Group]:
+    mobile: dict[str, dict[int | None, list[TargetView]]] = defaultdict(lambda: defaultdict(list))
+    for view in offered:
+        if view.network_kind == "mobile" and _reachable_for(snapshot, view, _mobile_key(view.country)):
+            mobile[view.country][view.asn].append(view)
+    groups = []
+    for country, networks in sorted(mobile.items()):
+        members = [view for views in networks.values() for view in views]
+        if (
+            len(networks) < snapshot.options.min_asns
+            or not all(_dark_for_group(view, snapshot.options) for view in members)
+            or not _fixed_network_up(snapshot, country)
+        ):
+            continue
+        wanted = Wanted(
+            Scope.MOBILE,
+            _mobile_key(country)[1],
+            max(_dark_start(view) for view in members),
+            tuple(sorted(view.name for view in members)),
+            country=country,
+            details=_extent(members),
+        )
+        groups.append(Group(wanted, settled=_settled(snapshot, Scope.MOBILE, members, seen)))
+    return groups
+
+
+def _mobile_key(country: str) -> OutageKey:
+    return (Scope.MOBILE, f"{country}/mobile")
+
+
+def _fixed_network_up(snapshot: Snapshot, country: str) -> bool:
+    return any(
+        view.country == country and view.network_kind == "fixed" and view.recovered_at is not None
+        for view in snapshot.targets
+    )
+
+
+def _mobile_recovered(
+    snapshot: Snapshot, key: OutageKey, started_at: float, views: Mapping[str, TargetView]
+) -> float | None:
+    country = key[1].partition("/")[0]
+    back = [
+        view.recovered_at
+        for view in views.values()
+        if view.country == country and view.network_kind == "mobile" and view.recovered_at is not None
+    ]
+    return min(back, default=None)
+
+
+def _find_throttling(
+    snapshot: Snapshot, offered: Sequence[TargetView], verdict: Verdict, seen: SeenUp
+) -> list[Group]:
+    """Slow but up, against each target's own baseline: a country when most of its answering
+    targets on several networks are slow, else each network all of whose answering targets are."""
+    options = snapshot.options
+    if _controls_slow(snapshot):
+        return []  # our own uplink is slow: nothing about the world
+    answering = [
+        view
+        for view in offered
+        if view.kind == "http" and view.speed is not None and view.recovered_at is not None
+    ]
+    groups = []
+    claimed: set[str] = set()
+    by_country: dict[str, list[TargetView]] = defaultdict(list)
+    for view in answering:
+        by_country[view.country].append(view)
+    for country, views in sorted(by_country.items()):
+        slow = [view for view in views if view.slow_since is not None]
+        if not _share_dark(views, slow, options):
+            continue
+        crossing = len(views) - int(options.shutdown_ratio * len(views))
+        started = _kth((view.slow_since or snapshot.now for view in slow), crossing) or snapshot.now
+        groups.append(Group(_throttled(country, started, slow), settled=True))
+        claimed.update(view.name for view in slow)
+    networks: dict[tuple[str, int], list[TargetView]] = defaultdict(list)
+    for view in answering:
+        if view.asn is not None and view.name not in claimed:
+            networks[(view.country, view.asn)].append(view)
+    for (country, asn), views in sorted(networks.items()):
+        if len(views) >= options.min_network_targets and all(view.slow_since is not None for view in views):
+            started = max(view.slow_since or snapshot.now for view in views)
+            groups.append(Group(_throttled(f"{country}/AS{asn}", started, views, asn), settled=True))
+    return groups
+
+
+def _throttled(key: str, started: float, slow: Sequence[TargetView], asn: int | None = None) -> Wanted:
+    return Wanted(
+        Scope.THROTTLING,
+        key,
+        started,
+        tuple(sorted(view.name for view in slow)),
+        country=key.partition("/")[0],
+        asn=asn,
+        details={
+            "seconds": {
+                view.name: {"baseline": round(view.speed[0], 3), "latest": round(view.speed[1], 3)}
+                for view in slow
+                if view.speed is not None
+            },
+            **_extent(slow),
+        },
+    )
+
+
+def _controls_slow(snapshot: Snapshot) -> bool:
+    controls = [view for view in snapshot.targets if view.control and view.speed is not None]
+    return bool(controls) and 2 * sum(1 for view in controls if view.slow_since is not None) >= len(controls)
+
+
+def _throttling_recovered(
+    snapshot: Snapshot, key: OutageKey, started_at: float, views: Mapping[str, TargetView]
+) -> float | None:
+    country, _, network = key[1].partition("/")
+    members = [
+        view
+        for view in views.values()
+        if view.country == country and not view.control and (not network or f"AS{view.asn}" == network)
+    ]
+    back = [max(view.normal_since, started_at) for view in members if view.normal_since is not None]
+    if network:
+        return min(back, default=None)
+    return _kth(back, int(snapshot.options.shutdown_ratio * len(members)) + 1)
+
+
+def _find_dns_tampering(
+    snapshot: Snapshot, offered: Sequence[TargetView], verdict: Verdict, seen: SeenUp
+) -> list[Group]:
+    tampered: dict[str, list[TargetView]] = defaultdict(list)
+    for view in offered:
+        if view.tampered_since is not None:
+            tampered[view.country].append(view)
+    groups = []
+    for country, views in sorted(tampered.items()):
+        wanted = Wanted(
+            Scope.DNS,
+            country,
+            min(view.tampered_since or snapshot.now for view in views),
+            tuple(sorted(view.name for view in views)),
+            country=country,
+            details={
+                "answers": {
+                    view.name: [
+                        {
+                            "resolver": answer.resolver,
+                            "rcode": answer.rcode,
+                            "addresses": list(answer.addresses),
+                            "failure": answer.failure.value if answer.failure else None,
+                        }
+                        for answer in view.dns_answers
+                    ]
+                    for view in views
+                }
+            },
+        )
+        groups.append(Group(wanted, settled=True))
+    return groups
+
+
+def _dns_recovered(
+    snapshot: Snapshot, key: OutageKey, started_at: float, views: Mapping[str, TargetView]
+) -> float | None:
+    """When the last of its names was answered consistently again."""
+    clean = [view.clean_since for view in views.values() if view.country == key[1] and view.clean_since]
+    return max(clean, default=None)
+
+
 def _dark_start(view: TargetView) -> float:
     """A target released by a wider outage is dark for narrower rows from that outage's end on:
     each stretch of failure belongs to one outage."""
@@ -330,72 +676,127 @@ def _dark_start(view: TargetView) -> float:
     return max(dark_since or 0.0, view.released_at or 0.0)
 
 
-def _settled(snapshot: Snapshot, members: Sequence[TargetView], seen: SeenUp) -> bool:
+def _settled(snapshot: Snapshot, scope: Scope, members: Sequence[TargetView], seen: SeenUp) -> bool:
     """Long enough for a wider event to show: the wider groups around have been seen up since,
     or `settle` has passed (when there is nobody to be seen)."""
     since = max(_dark_start(view) for view in members)
-    return snapshot.now - since >= snapshot.settle or seen.rules_out_wider(members, since)
+    return snapshot.now - since >= snapshot.settle or seen.rules_out_wider(scope, members, since)
 
 
 class SeenUp:
-    """Who has been seen up since when, per country and network, built once per verdict: a
-    narrower outage may open as soon as the groups around it were seen up after it went dark (a
-    probe that started after a cut fails), instead of waiting `settle` blindly."""
+    """Who has been seen up since when, per group (country, region, the mobile networks, network),
+    built once per verdict: a narrower outage may open as soon as every wider group around it was
+    seen up after it went dark (a probe that started after a cut fails), instead of waiting
+    `settle` blindly."""
 
     def __init__(self, snapshot: Snapshot) -> None:
         self.options = snapshot.options
-        self.counted: Counter[tuple[str, int | None]] = Counter()
-        self.up_at: dict[tuple[str, int | None], list[float]] = defaultdict(list)
-        self.networks: dict[str, set[int | None]] = defaultdict(set)
+        self.counted: Counter[_GroupKey] = Counter()
+        self.up_at: dict[_GroupKey, list[float]] = defaultdict(list)
+        self.networks: dict[_GroupKey, set[int | None]] = defaultdict(set)
         for view in snapshot.targets:
             if view.control or not _normally_reachable(view, snapshot.now, self.options.baseline_window):
                 continue
-            for key in ((view.country, view.asn), (view.country, None)):
+            for key in _groups_of(view):
                 self.counted[key] += 1
+                self.networks[key].add(view.asn)
                 if view.health is Health.UP and view.failing == 0 and view.last_up_at is not None:
                     self.up_at[key].append(view.last_up_at)
-            self.networks[view.country].add(view.asn)
         for times in self.up_at.values():
             times.sort()
 
-    def _up_since(self, key: tuple[str, int | None], since: float) -> int:
+    def _up_since(self, key: _GroupKey, since: float) -> int:
         times = self.up_at.get(key, [])
         return len(times) - bisect.bisect_left(times, since)
 
-    def rules_out_wider(self, members: Sequence[TargetView], since: float) -> bool:
+    def rules_out_wider(self, scope: Scope, members: Sequence[TargetView], since: float) -> bool:
+        """Every group wider than `scope` that holds all the members was seen up since `since`."""
         options = self.options
-        country = members[0].country
-        counted = self.counted[(country, None)]
-        country_fine = (
-            counted < options.min_targets
-            or len(self.networks[country]) < options.min_asns
-            or self._up_since((country, None), since) > options.shutdown_ratio * counted
-        )
-        if len(members) > 1 or members[0].asn is None:
-            return country_fine
-        network = (country, members[0].asn)
-        return country_fine and (
-            self.counted[network] < options.min_network_targets or self._up_since(network, since) >= 1
-        )
+        shared = set.intersection(*(set(_groups_of(view)) for view in members))
+        for key in shared:
+            if _GROUP_SCOPE[key[0]] not in _WIDER.get(scope, ()):
+                continue
+            counted, up = self.counted[key], self._up_since(key, since)
+            if key[0] in ("country", "region"):  # their own threshold: most of them dark
+                fine = (
+                    counted < options.min_targets
+                    or len(self.networks[key]) < options.min_asns
+                    or up > options.shutdown_ratio * counted
+                )
+            elif key[0] == "mobile":
+                fine = len(self.networks[key]) < options.min_asns or up >= 1
+            else:
+                fine = counted < options.min_network_targets or up >= 1
+            if not fine:
+                return False
+        return True
 
+
+_GroupKey = tuple[str, ...]
+_GROUP_SCOPE = {
+    "country": Scope.COUNTRY,
+    "region": Scope.REGION,
+    "mobile": Scope.MOBILE,
+    "network": Scope.NETWORK,
+}
+
+
+def _groups_of(view: TargetView) -> list[_GroupKey]:
+    groups: list[_GroupKey] = [("country", view.country)]
+    if view.asn is not None:
+        groups.append(("network", view.country, str(view.asn)))
+    if view.network_kind == "mobile":
+        groups.append(("mobile", view.country))
+    if view.region is not None:
+        groups.append(("region", view.country, view.region))
+    return groups
+
+
+_GROUP_DARK = "down, or failing `group_down_after` (2) probes in a row"
+_COUNTRY_SEEN_UP = "until the country was seen up since the last member went dark, or `settle` at most"
 
 RULES: tuple[Rule, ...] = (
     Rule(
         Scope.COUNTRY,
         who="the normally reachable targets of one country",
-        member_dark="down, or failing `group_down_after` (2) probes in a row",
+        member_dark=_GROUP_DARK,
         threshold="up share / controls' up share ≤ `shutdown_ratio` (0.5), at least `min_targets` (3) "
-        "counted, dark ones on at least `min_asns` (2) networks",
+        "counted, dark ones on at least `min_asns` (2) networks, not all in one region while "
+        "`min_targets` elsewhere are counted",
         settle="none: many targets on several networks corroborate each other",
+        verdict="`full`, or `whitelist` while at least `whitelist_min` (3) counted targets (not `dns:`) "
+        "answer; evidence: those survivors, the dark ones per region and network",
         find=_find_countries,
         recovered=_country_recovered,
     ),
     Rule(
+        Scope.MOBILE,
+        who="the normally reachable targets on the `mobile` networks of one country (`networks:`)",
+        member_dark=_GROUP_DARK,
+        threshold="every member, on at least `min_asns` (2) networks, while a target on a `fixed` "
+        "network is up",
+        settle=_COUNTRY_SEEN_UP,
+        verdict="`mobile_only`; evidence: the dark ones per network",
+        find=_find_mobile,
+        recovered=_mobile_recovered,
+    ),
+    Rule(
+        Scope.REGION,
+        who="the normally reachable targets of one region (`region:`, ISO 3166-2)",
+        member_dark=_GROUP_DARK,
+        threshold="as the country's, and most of at least `min_targets` targets elsewhere in the country up",
+        settle=_COUNTRY_SEEN_UP,
+        verdict="`regional`; evidence: the dark ones per network",
+        find=_find_regions,
+        recovered=_region_recovered,
+    ),
+    Rule(
         Scope.NETWORK,
         who="the normally reachable targets of one country and ASN, at least `min_network_targets` (2)",
-        member_dark="down, or failing `group_down_after` (2) probes in a row",
+        member_dark=_GROUP_DARK,
         threshold="every member",
-        settle="until the country was seen up since the last member went dark, or `settle` at most",
+        settle=_COUNTRY_SEEN_UP,
+        verdict="`network`",
         find=_find_networks,
         recovered=_network_recovered,
     ),
@@ -405,8 +806,35 @@ RULES: tuple[Rule, ...] = (
         member_dark="down, or flapping",
         threshold="itself",
         settle="until its network and country were seen up since it went dark, or `settle` at most",
+        verdict="`site`",
         find=_find_sites,
         recovered=_site_recovered,
+    ),
+    Rule(
+        Scope.THROTTLING,
+        who="the URL targets of one country that are up, else those of one network (at least "
+        "`min_network_targets`)",
+        member_dark="slow: `down_after` probes in a row over `slow_factor` (3) times, and "
+        "`slow_min_seconds` (0.5s) above, the median of its last `slow_baseline_probes` (20) normal ones",
+        threshold="a country: as the country's, counting slow ones; a network: every member; none "
+        "while half of the controls are slow too",
+        settle="none: each member was slow several probes in a row",
+        verdict="`throttled`; evidence: each member's baseline and latest seconds",
+        find=_find_throttling,
+        recovered=_throttling_recovered,
+        family="slow",
+    ),
+    Rule(
+        Scope.DNS,
+        who="the `dns:` targets of one country with `compare_resolvers`",
+        member_dark="its resolvers disagreed `down_after` probes in a row: no address or ASN in common, "
+        "a bogon against a normal answer, or no such name against addresses",
+        threshold="one member",
+        settle="none: each member disagreed several probes in a row",
+        verdict="`dns_tampering`; evidence: every resolver's answer",
+        find=_find_dns_tampering,
+        recovered=_dns_recovered,
+        family="dns",
     ),
 )
 
@@ -424,8 +852,12 @@ def judge(snapshot: Snapshot) -> Verdict:
     )
     views = {view.name: view for view in snapshot.targets}
     seen = SeenUp(snapshot)
-    offered = [view for view in snapshot.targets if not view.control]
+    offered: list[TargetView] = []
+    family = ""
     for rule in RULES:
+        if rule.family != family:  # each family starts from all that the darkness rows left
+            family = rule.family
+            offered = [v for v in snapshot.targets if not v.control and v.name not in verdict.cause]
         claimed: set[str] = set()
         for group in rule.find(snapshot, offered, verdict, seen):
             key = group.wanted.outage_key
@@ -439,9 +871,42 @@ def judge(snapshot: Snapshot) -> Verdict:
         _date_ends(snapshot, rule, views, verdict)
         if verdict.frozen:
             _keep_explanations(snapshot, offered, verdict)
-        else:
+        elif rule.scope in _RELEASING:
             offered = _hold_recovering(snapshot, _released(snapshot, rule.scope, offered, verdict), verdict)
+    _country_verdicts(snapshot, verdict, views)
     return verdict
+
+
+def _country_verdicts(snapshot: Snapshot, verdict: Verdict, views: Mapping[str, TargetView]) -> None:
+    """Each country's one verdict: the gates first, then its widest outage (open, or kept while
+    frozen), else normal, or unknown while none of its targets has a state."""
+    found: dict[str, list[str]] = defaultdict(list)
+    kept = snapshot.open_since if verdict.frozen else {}
+    for key in {*verdict.wanted, *kept}:
+        wanted = verdict.wanted.get(key)
+        country = wanted.country if wanted is not None else _country_of(key, views)
+        if country is not None:
+            found[country].append((wanted.verdict if wanted is not None else "") or SCOPE_VERDICT[key[0]])
+    countries = {view.country for view in snapshot.targets if not view.control} | set(found)
+    for country in sorted(countries):
+        summary = verdict.countries.setdefault(country, CountryState())
+        if snapshot.blind_since is not None:
+            summary.verdict = "self"
+        elif not snapshot.vantage_online:
+            summary.verdict = "vantage"
+        elif found[country]:
+            summary.verdict = min(found[country], key=VERDICTS.index)
+        else:
+            summary.verdict = "unknown" if summary.state == "unknown" else "normal"
+
+
+def _country_of(key: OutageKey, views: Mapping[str, TargetView]) -> str | None:
+    if key[0] is Scope.SITE:
+        view = views.get(key[1])
+        return view.country if view is not None else None
+    if key[0] in (Scope.VANTAGE, Scope.SELF):
+        return None
+    return key[1].partition("/")[0]
 
 
 def _date_ends(snapshot: Snapshot, rule: Rule, views: Mapping[str, TargetView], verdict: Verdict) -> None:
@@ -512,9 +977,17 @@ def _hold_recovering(snapshot: Snapshot, offered: list[TargetView], verdict: Ver
     return kept
 
 
-def _ratios_by_category(counted: Sequence[TargetView], dark: Sequence[TargetView]) -> dict[str, float]:
-    totals = Counter(view.category for view in counted)
-    downs = Counter(view.category for view in dark)
-    ratios = {category: (total - downs[category]) / total for category, total in totals.items()}
-    ratios["all"] = (len(counted) - len(dark)) / len(counted)
-    return ratios
+def _up_shares(
+    counted: Sequence[TargetView],
+    dark: Sequence[TargetView],
+    group_of: Callable[[TargetView], str | None],
+    everyone: str | None = None,
+) -> dict[str, float]:
+    """The up share of each group of the counted targets (and of all of them as `everyone`)."""
+    totals = Counter(group for view in counted if (group := group_of(view)) is not None)
+    downs = Counter(group for view in dark if (group := group_of(view)) is not None)
+    shares = {group: (total - downs[group]) / total for group, total in sorted(totals.items())}
+    if everyone is not None:
+        shares[everyone] = (len(counted) - len(dark)) / len(counted)
+    return shares
+

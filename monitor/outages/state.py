@@ -7,6 +7,8 @@ from collections import Counter, deque
 from dataclasses import dataclass, field
 from enum import StrEnum
 
+from monitor.outages.consistency import TamperState
+from monitor.outages.slowness import SpeedState
 from monitor.probing.failures import Failure
 from monitor.probing.result import ProbeResult
 
@@ -37,6 +39,8 @@ class TargetState:
     streak_failures: Counter[Failure] = field(default_factory=Counter)
     changes: deque[tuple[float, Health]] = field(default_factory=lambda: deque(maxlen=_CHANGES_KEPT))
     flapping_since: float | None = None
+    speed: SpeedState = field(default_factory=SpeedState)  # slow but up
+    dns: TamperState = field(default_factory=TamperState)  # its resolvers disagree
 
     def observe(self, result: ProbeResult) -> bool:
         """Take one probe result; True when the state after hysteresis changed."""

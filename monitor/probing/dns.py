@@ -29,7 +29,7 @@ from monitor.probing.dnswire import (
     parse_address_answer,
 )
 from monitor.probing.failures import Failure, Phase, ProbeFailure, classify_resolver_error, failure_for_rcode
-from monitor.probing.result import ProbeTrace
+from monitor.probing.result import ProbeTrace, ResolverAnswer
 
 __all__ = ["addresses_of", "is_bogon", "probe_dns", "query", "resolve_host"]
 _MIN_ATTEMPT_SECONDS = 0.05
@@ -240,6 +240,9 @@ async def probe_dns(target: Target, context: ProbeContext) -> None:
     deadline, trace = context.deadline, context.trace
     rdtype = dns.rdatatype.from_text(spec.type)
     accepted = frozenset(dns.rcode.from_text(rcode) for rcode in spec.valid_rcodes)
+    if spec.compare_resolvers:
+        await _compare_resolvers(target, spec.query, rdtype, accepted, context)
+        return
     response = await query(spec.query, rdtype, target.resolvers, deadline, trace, accepted)
     trace.dns_answer_count = sum(len(rrset) for rrset in response.answer)
     if response.rcode() != dns.rcode.NOERROR:
@@ -249,3 +252,47 @@ async def probe_dns(target: Target, context: ProbeContext) -> None:
     if rdtype in (dns.rdatatype.A, dns.rdatatype.AAAA):
         _check_bogons(_addresses(response, rdtype), target)
     trace.note(f"{trace.dns_answer_count} records")
+
+
+async def _compare_resolvers(
+    target: Target, qname: str, rdtype: int, accepted: frozenset[int], context: ProbeContext
+) -> None:
+    """Ask every resolver at once and keep each answer for the consistency check; the target
+    answers when one resolver gives a usable, non-bogon answer (as with failover)."""
+    trace = context.trace
+    servers = _nameservers(target.resolvers)
+    # A silent resolver must time out before the probe does, or it takes the others' answers along.
+    deadline = context.deadline - max(_MIN_ATTEMPT_SECONDS, 0.1 * (context.deadline - time.monotonic()))
+
+    async def ask(server: Nameserver) -> ResolverAnswer:
+        try:
+            answer = await _lookup_addresses(qname, rdtype, (server,), deadline, trace)
+        except ProbeFailure as failure:
+            return ResolverAnswer(str(server), None, failure=failure.failure)
+        rcode = dns.rcode.to_text(dns.rcode.Rcode(answer.rcode))
+        return ResolverAnswer(str(server), rcode, tuple(sorted(answer.addresses)))
+
+    trace.dns_answers = tuple(await asyncio.gather(*(ask(server) for server in servers)))
+    usable = [
+        answer
+        for answer in trace.dns_answers
+        if answer.rcode is not None and dns.rcode.from_text(answer.rcode) in accepted
+    ]
+    if not usable:
+        if any(answer.rcode == "NXDOMAIN" for answer in trace.dns_answers):
+            raise ProbeFailure(Failure.DNS_NXDOMAIN, Phase.RESOLVE, f"{qname} does not exist")
+        failures = [a.failure for a in trace.dns_answers if a.failure is not None]
+        failure = failures[-1] if failures else Failure.DNS_NO_ANSWER
+        raise ProbeFailure(failure, Phase.RESOLVE, "no resolver gave a usable answer")
+    clean = [
+        answer
+        for answer in usable
+        if answer.addresses and not any(is_bogon(ip, target.bogon_networks) for ip in answer.addresses)
+    ]
+    trace.dns_answer_count = max(len(a.addresses) for a in usable)
+    if not clean:
+        _check_bogons([ip for a in usable for ip in a.addresses], target)
+        raise ProbeFailure(Failure.DNS_NO_ANSWER, Phase.RESOLVE, f"no {qname} addresses from any resolver")
+    for answer in trace.dns_answers:
+        said = answer.rcode or answer.failure
+        trace.note(f"{answer.resolver}: {said} {' '.join(answer.addresses)}".rstrip())

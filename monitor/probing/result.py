@@ -8,7 +8,18 @@ from dataclasses import dataclass, field
 
 from monitor.probing.failures import Failure, Phase, ProbeFailure
 
-__all__ = ["ProbeResult", "ProbeTrace"]
+__all__ = ["ProbeResult", "ProbeTrace", "ResolverAnswer"]
+
+
+@dataclass(frozen=True, slots=True)
+class ResolverAnswer:
+    """What one resolver said to a `compare_resolvers` query: its rcode ("NOERROR", "NXDOMAIN")
+    and addresses, or the failure string when it gave no usable answer."""
+
+    resolver: str
+    rcode: str | None
+    addresses: tuple[str, ...] = ()
+    failure: Failure | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -28,6 +39,7 @@ class ProbeResult:
     cert_expiry: float | None = None
     tls_version: str | None = None
     dns_answer_count: int | None = None
+    dns_answers: tuple[ResolverAnswer, ...] = ()  # per resolver, when the target compares them
     log: tuple[str, ...] = ()
 
     @property
@@ -49,6 +61,7 @@ class ProbeTrace:
         "cert_expiry",
         "debug",
         "dns_answer_count",
+        "dns_answers",
         "http_status",
         "lines",
         "phase",
@@ -77,6 +90,7 @@ class ProbeTrace:
         self.cert_expiry: float | None = None
         self.tls_version: str | None = None
         self.dns_answer_count: int | None = None
+        self.dns_answers: tuple[ResolverAnswer, ...] = ()
         self.lines: list[str] = []
 
     def enter(self, phase: Phase) -> None:
@@ -116,5 +130,6 @@ class ProbeTrace:
             cert_expiry=self.cert_expiry,
             tls_version=self.tls_version,
             dns_answer_count=self.dns_answer_count,
+            dns_answers=self.dns_answers,
             log=tuple(self.lines),
         )

@@ -16,10 +16,10 @@ from collections.abc import Iterable
 
 from prometheus_client import CollectorRegistry, generate_latest
 
-from monitor.catalog.catalog import Target
+from monitor.catalog.catalog import DNSSpec, Target
 from monitor.outages.analysis import Analyzer
 from monitor.outages.outage import Scope
-from monitor.outages.rules import COUNTRY_STATES
+from monitor.outages.rules import COUNTRY_STATES, VERDICTS
 from monitor.outages.state import Health
 from monitor.probing.failures import Phase
 from monitor.probing.latest import LatestResults
@@ -140,6 +140,14 @@ def _analysis_families(analyzer: Analyzer) -> list[_Family]:
     flapping = _Family(
         "monitor_target_flapping", "gauge", "1 while the target changes state too often (one outage spans it)"
     )
+    slow = _Family(
+        "monitor_target_slow", "gauge", "1 while the target answers far slower than its own baseline"
+    )
+    tampered = _Family(
+        "monitor_target_dns_tampered",
+        "gauge",
+        "1 while the resolvers disagree on the name (compare_resolvers)",
+    )
     info = _Family("monitor_target_info", "gauge", "Catalog facts about a target")
     for name, target in list(analyzer.targets.items()):
         state = analyzer.states.get(name)
@@ -148,6 +156,9 @@ def _analysis_families(analyzer: Analyzer) -> list[_Family]:
         if state is not None and state.health is not Health.UNKNOWN and not blind:
             up.add(prefix + "}", 1.0 if state.health is Health.UP else 0.0)
             flapping.add(prefix + "}", 1.0 if name in analyzer.flapping else 0.0)
+            slow.add(prefix + "}", 1.0 if state.speed.slow else 0.0)
+            if target.kind == "dns" and target.spec_as(DNSSpec).query.compare_resolvers:
+                tampered.add(prefix + "}", 1.0 if state.dns.tampered else 0.0)
         asn = analyzer.asn_of(target)
         info.add(f'{prefix},asn="{f"AS{asn}" if asn else "unknown"}",kind="{target.kind}"}}', 1.0)
     ratio = _Family(
@@ -156,9 +167,27 @@ def _analysis_families(analyzer: Analyzer) -> list[_Family]:
         'Share of normally reachable targets that are up (category="all": the whole country)',
     )
     states = _Family("monitor_country_state", "gauge", "1 for the current state of each country")
+    verdicts = _Family(
+        "monitor_country_verdict", "gauge", "1 for the one current verdict of each country"
+    )
+    regions = _Family(
+        "monitor_region_reachable_ratio", "gauge", "Share of a region's normally reachable targets up"
+    )
+    kinds = _Family(
+        "monitor_network_kind_reachable_ratio",
+        "gauge",
+        "Share of the normally reachable targets on a kind of network (mobile, fixed...) that are up",
+    )
     for country, summary in sorted(analyzer.countries.items()):
         for category, value in sorted((summary.by_category or {}).items()):
             ratio.add(_labels(country=country, category=category), value)
+        for region, value in summary.by_region.items():
+            regions.add(_labels(country=country, region=region), value)
+        for kind, value in summary.by_network_kind.items():
+            kinds.add(_labels(country=country, kind=kind), value)
+        for verdict in VERDICTS:
+            value = 1.0 if summary.verdict == verdict else 0.0
+            verdicts.add(_labels(country=country, verdict=verdict), value)
         for state_name in COUNTRY_STATES:
             states.add(
                 _labels(country=country, state=state_name), 1.0 if summary.state == state_name else 0.0
@@ -182,7 +211,22 @@ def _analysis_families(analyzer: Analyzer) -> list[_Family]:
     for scope in Scope:
         open_outages.add(_labels(scope=scope.value), open_counts[scope])
         opened.add(_labels(scope=scope.value), analyzer.opened_total[scope])
-    families = [up, flapping, info, ratio, states, vantage, started, open_outages, opened]
+    families = [
+        up,
+        flapping,
+        slow,
+        tampered,
+        info,
+        ratio,
+        regions,
+        kinds,
+        states,
+        verdicts,
+        vantage,
+        started,
+        open_outages,
+        opened,
+    ]
     if analyzer.journal is not None:
         healthy = _Family("monitor_journal_healthy", "gauge", "1 while the outage journal can be written")
         healthy.add("", 1.0 if analyzer.journal.healthy else 0.0)

@@ -157,7 +157,10 @@ async def _status(request: web.Request) -> web.Response:
                 "control": target.is_control,
                 "asn": monitor.analyzer.asn_of(target),
                 "state": state.health.value if state else "unknown",
+                "region": target.region,
                 "flapping": name in monitor.analyzer.flapping,
+                "slow": bool(state and state.speed.slow),
+                "dns_tampered": bool(state and state.dns.tampered),
                 "cause": monitor.analyzer.cause_of(name),
                 "last_probe": result_json(result) if result else None,
             }
@@ -165,10 +168,18 @@ async def _status(request: web.Request) -> web.Response:
     analyzer = monitor.analyzer
     countries = {
         country: {
+            "verdict": summary.verdict,
             "state": summary.state,
             "reachable_ratio": summary.ratio,
             "counted": summary.counted,
             "down": summary.down,
+            "regions": summary.by_region,
+            "network_kinds": summary.by_network_kind,
+            "open_outages": sorted(
+                f"{outage.scope.value}:{outage.key}"
+                for outage in analyzer.open.values()
+                if outage.country == country
+            ),
         }
         for country, summary in sorted(analyzer.countries.items())
     }

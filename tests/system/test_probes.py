@@ -176,6 +176,57 @@ async def test_dns_failures_are_classified(net: SmallInternet, name: str, failur
     assert (result.failure, result.failed_phase) == (failure, "resolve"), result.detail
 
 
+@pytest_asyncio.fixture(loop_scope="module")
+async def second_resolver() -> AsyncIterator[LabDNSServer]:
+    """Another resolver with the same records, to compare answers with (and to make lie)."""
+    dns = LabDNSServer()
+    dns.add_soa(ZONE)
+    dns.add_a(f"ok.{ZONE}", ["127.0.0.1"])
+    await dns.start()
+    yield dns
+    await dns.close()
+
+
+async def _compare(net: SmallInternet, other: LabDNSServer, name: str = "ok") -> ProbeResult:
+    return await net.probe(
+        f'dns: {{query: "{name}.{ZONE}.", compare_resolvers: true}}',
+        resolvers=f"['{net.dns.address}', '{other.address}']",
+    )
+
+
+async def test_comparing_resolvers_keeps_every_answer(
+    net: SmallInternet, second_resolver: LabDNSServer
+) -> None:
+    result = await _compare(net, second_resolver)
+    assert result.success, result.detail
+    assert [(a.rcode, a.addresses) for a in result.dns_answers] == [("NOERROR", ("127.0.0.1",))] * 2
+
+
+async def test_a_lying_resolver_is_recorded_and_the_target_still_answers(
+    net: SmallInternet, second_resolver: LabDNSServer
+) -> None:
+    second_resolver.set_spoof(f"ok.{ZONE}", ["10.10.34.35"])
+    result = await _compare(net, second_resolver)
+    assert result.success, result.detail
+    assert sorted(a.addresses for a in result.dns_answers) == [("10.10.34.35",), ("127.0.0.1",)]
+
+
+async def test_a_silent_resolver_times_out_before_the_probe_and_costs_nothing(
+    net: SmallInternet, second_resolver: LabDNSServer
+) -> None:
+    second_resolver.set_default_behavior(Behavior.DROP)
+    result = await _compare(net, second_resolver)
+    assert result.success, result.detail
+    assert [a.failure for a in result.dns_answers] == [None, "dns_timeout"]
+
+
+async def test_a_name_no_resolver_knows_is_nxdomain(
+    net: SmallInternet, second_resolver: LabDNSServer
+) -> None:
+    result = await _compare(net, second_resolver, "missing")
+    assert result.failure == "dns_nxdomain"
+
+
 async def test_a_name_outside_every_zone_is_refused(net: SmallInternet) -> None:
     result = await net.probe('tcp: "elsewhere.example:80"')
     assert result.failure == "dns_refused"

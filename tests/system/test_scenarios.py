@@ -16,7 +16,14 @@ import pytest
 import pytest_asyncio
 
 from monitor.lab.internet import SimulatedInternet
-from monitor.lab.presets import KAZAKHSTAN_STAYS_UP, KCELL, KYRGYZSTAN_HOSTS, central_asia
+from monitor.lab.presets import (
+    ALMATY,
+    KAZAKHSTAN_STAYS_UP,
+    KCELL,
+    KYRGYZSTAN_HOSTS,
+    MOBILE_NETWORKS,
+    central_asia,
+)
 from monitor.lab.web import Mode
 from monitor.outages.journal import Journal
 from tests.system.daemon_harness import Daemon, start_daemon, until
@@ -45,6 +52,7 @@ def _config(net: SimulatedInternet, path: Path) -> Path:
             "evaluate_every": "250ms",
             "recovery_grace": f"{GRACE:g}s",
             "flap_window": f"{FLAP_WINDOW:g}s",
+            "slow_min_seconds": "100ms",
         },
     )
 
@@ -155,18 +163,106 @@ async def test_a_country_back_but_one_network_is_the_country_then_that_network(s
     assert kcell["cause"]["scope"] == "network" and kcell["cause"]["state"] == "open"
 
 
-async def test_a_whitelist_regime_is_a_country_outage_and_the_whitelisted_sites_stay_up(
+async def test_a_shutdown_is_full_then_a_whitelist_regime_naming_its_survivors_in_one_outage(
     scenario: Scenario,
 ) -> None:
-    await scenario.net.set_country("KZ", Mode.BLACKHOLE, except_hosts=WHITELIST)
+    net = scenario.net
+    await net.set_country("KZ", Mode.BLACKHOLE, except_hosts=KAZAKHSTAN_STAYS_UP)
     await scenario.detect("country:KZ")
-    await asyncio.sleep(3)
+    await until(lambda: _phases(scenario, "country"), timeout=5, what="the shutdown's verdict decided")
+    assert await _phases(scenario, "country") == ["full"] and await _verdict(scenario) == "full"
+    for name in WHITELIST:
+        await net.set_host(name, Mode.UP)
+
+    async def whitelisted() -> bool:
+        status = await scenario.daemon.json("/api/status")  # type: ignore[union-attr]
+        by_name = {t["name"]: t for t in status["targets"]}
+        up = all(by_name[name]["state"] == "up" and not by_name[name]["cause"] for name in WHITELIST)
+        return up and status["countries"]["KZ"]["verdict"] == "whitelist"
+
+    await until(whitelisted, timeout=10, what="verdict whitelist, the survivors up")
     status = await scenario.daemon.json("/api/status")  # type: ignore[union-attr]
-    await scenario.net.restore_all()
+    await net.restore_all()
     assert await scenario.finish() == [("country", "KZ")]
-    by_name = {t["name"]: t for t in status["targets"]}
-    assert all(by_name[name]["state"] == "up" and by_name[name]["cause"] is None for name in WHITELIST)
-    assert by_name["khabar"]["cause"]["scope"] == "country"
+    assert {t["name"]: t for t in status["targets"]}["khabar"]["cause"]["scope"] == "country"
+    (outage,) = Journal.read(scenario.journal)
+    assert [phase["verdict"] for phase in outage.phases] == ["full", "whitelist"]
+    assert set(WHITELIST) <= set(outage.details["survivors"])
+    assert outage.verdict == "whitelist"
+
+
+async def _phases(scenario: Scenario, scope: str) -> list[str]:
+    status = await scenario.daemon.json("/api/status")  # type: ignore[union-attr]
+    (outage,) = [o for o in status["open_outages"] if o["scope"] == scope]
+    return [phase["verdict"] for phase in outage["phases"]]
+
+
+async def _verdict(scenario: Scenario, country: str = "KZ") -> str:
+    status = await scenario.daemon.json("/api/status")  # type: ignore[union-attr]
+    return str(status["countries"][country]["verdict"])
+
+
+async def test_a_region_dark_while_the_rest_of_the_country_answers_is_one_regional_outage(
+    scenario: Scenario,
+) -> None:
+    await scenario.net.set_region(ALMATY, Mode.BLACKHOLE)
+    await scenario.detect(f"region:KZ/{ALMATY}")
+    await asyncio.sleep(3)
+    assert await _verdict(scenario) == "regional"
+    await scenario.net.restore_all()
+    assert await scenario.finish() == [("region", f"KZ/{ALMATY}")]
+    (outage,) = Journal.read(scenario.journal)
+    assert outage.details["region"] == ALMATY and len(outage.details["networks"]) >= 2
+
+
+async def test_every_mobile_network_dark_while_fixed_lines_answer_is_one_mobile_outage(
+    scenario: Scenario,
+) -> None:
+    for asn in MOBILE_NETWORKS:
+        await scenario.net.set_network(asn, Mode.BLACKHOLE)
+    await scenario.detect("mobile:KZ/mobile")
+    await asyncio.sleep(3)
+    assert await _verdict(scenario) == "mobile_only"
+    await scenario.net.restore_all()
+    assert await scenario.finish() == [("mobile", "KZ/mobile")]
+    (outage,) = Journal.read(scenario.journal)
+    assert set(outage.details["networks"]) == {f"AS{asn}" for asn in MOBILE_NETWORKS}
+
+
+async def test_slow_mobile_networks_are_throttled_and_never_down(scenario: Scenario) -> None:
+    daemon = scenario.daemon
+    assert daemon is not None
+    await asyncio.sleep(4)  # a few more normal probes for every baseline
+    await scenario.net.set_slow(MOBILE_NETWORKS, 0.3)
+    for asn in MOBILE_NETWORKS:
+        await scenario.detect(f"throttling:KZ/AS{asn}")
+    await asyncio.sleep(3)
+    assert await _verdict(scenario) == "throttled"
+    status = await daemon.json("/api/status")
+    slow = sorted(t["name"] for t in status["targets"] if t["slow"])
+    assert slow == ["beeline", "kcell", "nur", "tele2", "vlast", "zakon"]
+    assert all(t["state"] == "up" for t in status["targets"] if t["slow"])  # slow but up
+    await scenario.net.set_slow(MOBILE_NETWORKS, 0)
+    assert await scenario.finish() == sorted(("throttling", f"KZ/AS{asn}") for asn in MOBILE_NETWORKS)
+    assert all(o.failures == 0 for o in Journal.read(scenario.journal))
+
+
+async def test_resolvers_disagreeing_on_names_is_one_dns_tampering_outage(scenario: Scenario) -> None:
+    net = scenario.net
+    block_page = net.site("control-ripe").ip  # an address on another network: no ASN in common
+    await net.set_dns_tampering(["kaspi", "tengrinews"], "10.10.34.35")  # a bogon
+    await net.set_dns_tampering(["vlast"], block_page)
+    await scenario.detect("dns:KZ")
+    await asyncio.sleep(3)
+    assert await _verdict(scenario) == "dns_tampering"
+    await net.set_dns_tampering(["kaspi", "tengrinews", "vlast"], None)
+    assert await scenario.finish() == [("dns", "KZ")]
+    (outage,) = Journal.read(scenario.journal)
+    assert sorted(outage.targets) == ["dns-kaspi", "dns-tengrinews", "dns-vlast"]
+    answers = outage.details["answers"]["dns-vlast"]
+    assert sorted(tuple(answer["addresses"]) for answer in answers) == sorted(
+        [(block_page,), (net.site("vlast").ip,)]
+    )
 
 
 async def test_one_network_dark_is_one_network_outage(scenario: Scenario) -> None:

@@ -238,12 +238,13 @@ def test_the_readme_outage_states_table_matches_the_rule_rows_one_to_one() -> No
     assert len(rule_rows) == len(RULES)
     for row, rule in zip(rule_rows, RULES, strict=True):
         cells = [cell.strip() for cell in row.strip("|").split("|")]
-        assert cells[:5] == [
+        assert cells == [
             f"**{rule.scope.value}**",
             rule.who,
             rule.member_dark,
             rule.threshold,
             rule.settle,
+            rule.verdict,
         ], row
 
 
