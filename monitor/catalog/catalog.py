@@ -267,6 +267,9 @@ def _problems(exc: ValidationError, located: LocatedYAML, filename: str) -> list
         kind = None
         if len(loc) > 2 and loc[0] in ("targets", "controls") and loc[2] in _KIND_TAGS:
             kind, loc = loc[2], (*loc[:2], *loc[3:])  # pydantic names the union member; we do not
+        if loc and loc[-1] == "[key]":  # pydantic's mark for a bad mapping key
+            loc = loc[:-1]
+            message = _KEY_RULES.get(str(loc[0]), message)
         if error["type"] == "target_kind":
             has = [key for key in KIND_KEYS if isinstance(error["input"], dict) and key in error["input"]]
             message = f"{message} (has {', '.join(has) or 'none'})"
@@ -280,7 +283,11 @@ def _problems(exc: ValidationError, located: LocatedYAML, filename: str) -> list
     return sorted(problems, key=lambda problem: problem.line)  # in the order of the file
 
 
-_KEYED_SECTIONS = ("networks", "regions")  # mappings whose keys (ASNs, countries) are not list indices
+_KEYED_SECTIONS = ("networks", "regions")
+_KEY_RULES = {
+    "networks": "networks are keyed by their ASN, a number like 9198",
+    "regions": "regions are keyed by country (KZ), then by ISO 3166-2 code (KZ-75)",
+}  # mappings whose keys (ASNs, countries) are not list indices
 
 
 def _problem(filename: str, located: LocatedYAML, loc: tuple[Any, ...], message: str) -> ConfigProblem:

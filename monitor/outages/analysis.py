@@ -86,6 +86,9 @@ class Analyzer:
     def cause_of(self, name: str) -> dict[str, str | None] | None:
         return self.book.cause_of(name)
 
+    def network_kind(self, asn: int | None) -> str | None:
+        return self.catalog.network_kind(asn) if self.catalog is not None else None
+
     def asn_of(self, target: Target) -> int | None:
         return target.asn if target.asn is not None else self.resolved_asn.get(target.name)
 
@@ -253,7 +256,7 @@ class Analyzer:
             released_from=released[1] if released else None,
             kind=target.kind,
             region=target.region,
-            network_kind=self.catalog.network_kind(asn) if self.catalog is not None else None,
+            network_kind=self.network_kind(asn),
             slow_since=speed.slow_since if speed.slow else None,
             normal_since=speed.normal_since,
             speed=(baseline, speed.last_seconds) if baseline is not None and speed.last_seconds else None,

@@ -19,6 +19,7 @@ __all__ = ["OutageBook"]
 log = logging.getLogger(__name__)
 
 _BASELINE_SYNC_SECONDS = 60.0
+_PER_MEMBER = ("answers", "seconds")  # details per member: DNS answers, throttled probe times
 _ALWAYS_JUDGED = (Scope.VANTAGE, Scope.SELF)  # the gate rows are not frozen by blindness
 # The order outages open in, widest first, so that a wider one exists when a narrower one would
 # be absorbed by it; a country's throttling opens before its networks' (shorter keys first).
@@ -128,6 +129,9 @@ class OutageBook:
             outage.phases.append({"verdict": verdict, "at": at if outage.phases else outage.started_at})
             self._dirty = True
         details = dict(wanted.details)
+        for key in _PER_MEMBER:  # keep the evidence of members that are fine again
+            if key in details and isinstance(previous := outage.details.get(key), dict):
+                details[key] = {**previous, **details[key]}
         if details and details != outage.details:
             outage.details = details
             self._dirty = True

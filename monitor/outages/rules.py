@@ -268,7 +268,9 @@ def _find_countries(
         counted = members.get(country, [])
         dark = [view for view in counted if _dark_for_group(view, snapshot.options)]
         summary = verdict.countries[country] = _country_state(snapshot, counted, dark, control_share)
-        if summary.state == "shutdown" and not _one_region_dark(snapshot, counted, dark):
+        if summary.state == "shutdown" and _one_region_dark(snapshot, counted, dark):
+            summary.state = "degraded"  # the region's outage, not the country's
+        elif summary.state == "shutdown":
             crossing = len(counted) - int(snapshot.options.shutdown_ratio * len(counted))
             started = _kth((view.group_dark_since or snapshot.now for view in dark), crossing)
             started = started or snapshot.now

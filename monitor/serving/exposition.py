@@ -160,7 +160,12 @@ def _analysis_families(analyzer: Analyzer) -> list[_Family]:
             if target.kind == "dns" and target.spec_as(DNSSpec).query.compare_resolvers:
                 tampered.add(prefix + "}", 1.0 if state.dns.tampered else 0.0)
         asn = analyzer.asn_of(target)
-        info.add(f'{prefix},asn="{f"AS{asn}" if asn else "unknown"}",kind="{target.kind}"}}', 1.0)
+        network_kind = analyzer.network_kind(asn) or ""
+        info.add(
+            f'{prefix},asn="{f"AS{asn}" if asn else "unknown"}",kind="{target.kind}",'
+            f'region="{target.region or ""}",network_kind="{network_kind}"}}',
+            1.0,
+        )
     ratio = _Family(
         "monitor_group_reachable_ratio",
         "gauge",
@@ -201,10 +206,17 @@ def _analysis_families(analyzer: Analyzer) -> list[_Family]:
     )
     for outage in list(analyzer.open.values()):
         asn_label = f"AS{outage.asn}" if outage.asn is not None else ""
-        started.add(
-            _labels(scope=outage.scope.value, country=outage.country or "", asn=asn_label, key=outage.key),
-            outage.started_at,
+        region = outage.details.get("region", "") if outage.scope is Scope.REGION else ""
+        network_kind = "mobile" if outage.scope is Scope.MOBILE else analyzer.network_kind(outage.asn) or ""
+        labels = _labels(
+            scope=outage.scope.value,
+            country=outage.country or "",
+            asn=asn_label,
+            key=outage.key,
+            region=region,
+            network_kind=network_kind,
         )
+        started.add(labels, outage.started_at)
     open_outages = _Family("monitor_outages_open", "gauge", "Open outages by scope")
     opened = _Family("monitor_outages_total", "counter", "Outages opened since start")
     open_counts = Counter(outage.scope for outage in analyzer.open.values())

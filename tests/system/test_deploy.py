@@ -41,7 +41,7 @@ PANEL_DATASOURCE = {"type": "prometheus", "uid": "${datasource}"}
 # What Grafana's own variables become before promtool parses an expr (the end-to-end test, with
 # only seconds of data, passes shorter windows to _substitute).
 GRAFANA_VARIABLES = {"$__rate_interval": "1m", "$__interval": "15s", "$__range": "1h"}
-OUTAGE_SCOPES = {"site", "network", "country"}
+OUTAGE_SCOPES = {"site", "network", "mobile", "region", "country", "throttling", "dns"}
 STANDARD_METRICS = {"up", "ALERTS", "ALERTS_FOR_STATE"}
 STANDARD_PREFIXES = ("process_",)
 PROMQL_KEYWORDS = {
@@ -322,7 +322,7 @@ def test_vantage_offline_inhibits_site_network_and_country_alerts() -> None:
     rules = _yaml(ALERTMANAGER_CONFIG)["inhibit_rules"]
     assert {
         "source_matchers": ['alertname="VantageOffline"'],
-        "target_matchers": ['scope=~"site|network|country"'],
+        "target_matchers": ['scope=~"site|network|mobile|region|country|throttling|dns"'],
         "equal": ["vantage"],
     } in rules
 
@@ -336,7 +336,14 @@ def test_country_shutdown_inhibits_the_alerts_it_explains() -> None:
         for matcher in rule["target_matchers"]
         for alert in _alertnames(matcher)
     }
-    assert inhibited == {"TargetDown", "NetworkOutage", "CountryDegraded"}
+    assert inhibited == {
+        "TargetDown",
+        "NetworkOutage",
+        "CountryDegraded",
+        "RegionalShutdown",
+        "MobileShutdown",
+        "Throttling",
+    }
 
 
 def test_country_shutdown_inhibits_only_its_own_country_from_the_same_vantage() -> None:
@@ -391,8 +398,11 @@ def test_network_outage_fires_before_and_resolves_after_its_sites_despite_the_mo
 
 
 def test_inhibitions_match_on_labels_the_alerts_carry_in_their_rule_tests() -> None:
-    """`equal` labels missing on either side match as empty == empty: the inhibition would then
-    silence every target alert, not only the ones it explains. `vantage` is empty by design."""
+    """`equal` labels missing on both sides match as empty == empty: an inhibiting alert without
+    them would silence every target alert without them too, not only the ones it explains. So
+    every firing case of a source carries them, and some firing case of each target does (a
+    target alert without one, such as TargetDown of a site with no `region`, is never silenced
+    by that rule). `vantage` is empty by design."""
     labels: dict[str, list[set[str]]] = {}
     for group in _yaml(RULE_TESTS)["tests"]:
         for case in group.get("alert_rule_test", []):
@@ -400,11 +410,14 @@ def test_inhibitions_match_on_labels_the_alerts_carry_in_their_rule_tests() -> N
                 labels.setdefault(case["alertname"], []).append(set(alert["exp_labels"]))
     for rule in _yaml(ALERTMANAGER_CONFIG)["inhibit_rules"]:
         equal = set(rule["equal"]) - {"vantage"}
-        for matcher in rule["source_matchers"] + rule["target_matchers"]:
+        for matcher in rule["source_matchers"]:
             for alert in _alertnames(matcher):
                 assert labels.get(alert), f"{alert}: no firing case in {RULE_TESTS.name}"
                 for case in labels[alert]:
                     assert equal <= case, (alert, sorted(equal - case), rule["source_matchers"])
+        for matcher in rule["target_matchers"]:
+            for alert in _alertnames(matcher):
+                assert any(equal <= case for case in labels.get(alert, [])), (alert, sorted(equal))
 
 
 def test_alert_labels_used_by_alertmanager_exist_on_the_alerts() -> None:

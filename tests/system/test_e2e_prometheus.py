@@ -537,6 +537,13 @@ async def test_our_vantage_going_offline_and_back_alerts_the_operator_and_nobody
                 values = {s["value"][1] for s in await stack.query(_substitute(expr, SHORT_WINDOWS))}
                 assert values <= {"3"}, f"{where} while we are offline: {values}"
                 tiles += values == {"3"}
+            elif "monitor_region_reachable_ratio" in expr or "monitor_network_kind_reachable_ratio" in expr:
+                shares = await stack.query(_substitute(expr, SHORT_WINDOWS))
+                assert not shares, f"{where} while we are offline: {shares}"
+            elif "monitor_country_verdict" in expr:
+                series = await stack.query(_substitute(expr, SHORT_WINDOWS))
+                verdicts = {sample["metric"]["verdict"] for sample in series}
+                assert verdicts == {"vantage"}, f"{where} while we are offline: {verdicts}"
         assert tiles >= 1, "the country state tile should read UNKNOWN"
     finally:
         await stack.net.restore_all()

@@ -209,6 +209,10 @@ def test_the_shipped_catalog_is_valid_and_has_what_the_issue_asks_for() -> None:
     assert len({target.asn for target in catalog.controls}) == len(catalog.controls)
     assert all(target.source for target in catalog.targets)
     assert any(target.kind == "dns" for target in catalog.targets)
+    mobile = {asn for asn, network in catalog.networks.items() if network.kind == "mobile"}
+    assert {29355, 48503, 21299, 35104} <= mobile and catalog.network_kind(9198) == "fixed"
+    assert all(network.source for network in catalog.networks.values())
+    assert {"KZ-75", "KZ-71"} <= set(catalog.regions["KZ"])
 
 
 def test_validate_command_exits_non_zero_with_the_problems(
@@ -220,3 +224,57 @@ def test_validate_command_exits_non_zero_with_the_problems(
     assert f"{config}:2: targets[0].tcp: 'nope' needs a port, like nope:443" in capsys.readouterr().err
     assert main(["validate", "--config", str(REPO / "targets.yaml")]) == 0
     assert "OK" in capsys.readouterr().out
+
+
+PLACES = """\
+    regions:
+      KZ: {KZ-75: Almaty, KZ-71: Astana}
+    networks:
+      29355: {name: Kcell, kind: mobile, regions: [KZ-75], source: "RIPE (H)"}
+      9198: {name: Kazakhtelecom, kind: fixed}
+    targets:
+      - {name: kcell, url: "https://kcell.kz/", country: KZ, category: telecom, asn: 29355, region: KZ-75}
+"""
+
+
+def test_regions_and_network_kinds_load() -> None:
+    catalog = parse_catalog(textwrap.dedent(PLACES))
+    assert catalog.by_name["kcell"].region == "KZ-75"
+    assert catalog.network_kind(29355) == "mobile" and catalog.network_kind(1) is None
+    assert catalog.regions == {"KZ": {"KZ-75": "Almaty", "KZ-71": "Astana"}}
+
+
+@pytest.mark.parametrize(
+    ("change", "expected"),
+    [
+        (("kind: mobile", "kind: cellular"), "targets.yaml:4: networks.29355.kind: Input should be 'mobile'"),
+        (
+            ("regions: [KZ-75]", "regions: [KZ-19]"),
+            "targets.yaml:4: networks.29355.regions[0]: 'KZ-19' is not",
+        ),
+        (
+            ("region: KZ-75}", "region: KZ-99}"),
+            "targets.yaml:7: targets[0].region: 'KZ-99' is not a region of KZ",
+        ),
+        (("region: KZ-75}", "region: Almaty}"), "targets.yaml:7: targets[0].region: String should match"),
+        (("29355: {", "kcell: {"), "targets.yaml:4: networks.kcell: networks are keyed by their ASN"),
+    ],
+)
+def test_places_are_validated_with_their_line(change: tuple[str, str], expected: str) -> None:
+    (problem,) = problems(PLACES.replace(*change))
+    assert problem.startswith(expected), problem
+
+
+def test_comparing_resolvers_needs_two_of_them_and_address_records() -> None:
+    target = (
+        '  - {{name: d, dns: {{query: "kz.", type: {type}, compare_resolvers: true}}, '
+        "country: KZ, category: dns{extra}}}"
+    )
+    assert problems("targets:\n" + target.format(type="A", extra="")) == [
+        "targets.yaml:2: targets[0].dns: compare_resolvers needs at least two resolvers"
+    ]
+    (problem,) = problems(
+        "targets:\n" + target.format(type="SOA", extra=", resolvers: ['127.0.0.1', '127.0.0.2']")
+    )
+    assert "the type must be A or AAAA" in problem
+    parse_catalog("targets:\n" + target.format(type="A", extra=", resolvers: ['127.0.0.1', '127.0.0.2']"))

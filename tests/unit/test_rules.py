@@ -8,7 +8,7 @@ from pathlib import Path
 
 from monitor.catalog.schema import AnalysisOptions
 from monitor.outages.outage import Scope
-from monitor.outages.rules import RULES, CauseKind, Snapshot, TargetView, judge
+from monitor.outages.rules import RULES, CauseKind, Snapshot, TargetView, covers, judge
 from monitor.outages.state import Health
 
 NOW = 10_000.0
@@ -259,3 +259,135 @@ def test_a_country_outage_ends_with_the_recovery_of_targets_that_failed_without_
     country = (Scope.COUNTRY, "KZ")
     verdict = judge(snapshot(views, open_since={country: NOW - 60}))
     assert verdict.ended_at[country] == NOW - 8
+
+
+# -- the typed verdicts --------------------------------------------------------------------------
+
+
+def _placed(views: list[TargetView], regions: dict[str, str], kinds: dict[int, str]) -> list[TargetView]:
+    return [replace(v, region=regions.get(v.name[0]), network_kind=kinds.get(v.asn or 0)) for v in views]
+
+
+def country_verdict(snap: Snapshot, country: str = "KZ") -> str:
+    return judge(snap).countries[country].verdict
+
+
+def test_a_region_dark_while_the_rest_answers_is_regional_not_the_country() -> None:
+    # a (AS10) and b (AS11) sites in Almaty, c and d elsewhere: Almaty is 6 of 12, all dark
+    views = _placed(
+        kz({f"{x}{n}": NOW - 100 for x in "ab" for n in (1, 2, 3)}, asns=4),
+        {"a": "KZ-75", "b": "KZ-75", "c": "KZ-71", "d": "KZ-71"},
+        {},
+    )
+    snap = snapshot(views)
+    assert wanted_keys(snap) == ["region:KZ/KZ-75"]
+    verdict = judge(snap)
+    assert verdict.wanted[(Scope.REGION, "KZ/KZ-75")].details["networks"] == {"AS10": 3, "AS11": 3}
+    assert verdict.countries["KZ"].verdict == "regional"
+    assert verdict.countries["KZ"].by_region == {"KZ-71": 1.0, "KZ-75": 0.0}
+
+
+def test_every_region_dark_is_the_country() -> None:
+    dark = {f"{x}{n}": NOW - 100 for x in "abcd" for n in (1, 2, 3)}
+    views = _placed(kz(dark, asns=4), {"a": "KZ-75", "b": "KZ-75", "c": "KZ-71", "d": "KZ-71"}, {})
+    assert wanted_keys(snapshot(views)) == ["country:KZ"]
+
+
+def test_every_mobile_network_dark_while_a_fixed_one_answers_is_mobile_only() -> None:
+    views = _placed(
+        kz({f"{x}{n}": NOW - 100 for x in "ab" for n in (1, 2, 3)}, asns=5),
+        {},
+        {10: "mobile", 11: "mobile", 12: "fixed"},
+    )
+    snap = snapshot(views)
+    assert wanted_keys(snap) == ["mobile:KZ/mobile"]
+    assert country_verdict(snap) == "mobile_only"
+
+
+def test_mobile_networks_dark_without_a_fixed_one_up_are_not_mobile_only() -> None:
+    views = _placed(
+        kz({f"{x}{n}": NOW - 100 for x in "ab" for n in (1, 2, 3)}, asns=5),
+        {},
+        {10: "mobile", 11: "mobile", 12: "hosting"},
+    )
+    assert wanted_keys(snapshot(views)) == ["network:KZ/AS10", "network:KZ/AS11"]
+
+
+def test_one_mobile_network_dark_is_that_network() -> None:
+    views = _placed(
+        kz({f"a{n}": NOW - 100 for n in (1, 2, 3)}), {}, {10: "mobile", 11: "mobile", 12: "fixed"}
+    )
+    assert wanted_keys(snapshot(views)) == ["network:KZ/AS10"]
+
+
+def test_a_shutdown_with_survivors_seen_up_since_is_a_whitelist_naming_them() -> None:
+    dark = {name: NOW - 100 for name in ("a1", "a2", "b1", "b2", "c1", "c2")}
+    views = kz(dark, asns=3, per_asn=3)  # a3, b3, c3 answer, seen up 5 s ago
+    verdict = judge(snapshot(views))
+    wanted = verdict.wanted[(Scope.COUNTRY, "KZ")]
+    assert wanted.verdict == "whitelist" and wanted.details["survivors"] == ["a3", "b3", "c3"]
+    assert verdict.countries["KZ"].verdict == "whitelist"
+
+
+def test_a_shutdown_with_fewer_survivors_is_full_and_undecided_while_one_is_not_seen_since() -> None:
+    dark = {name: NOW - 100 for name in ("a1", "a2", "a3", "b1", "b2", "b3", "c1")}
+    views = kz(dark)
+    assert judge(snapshot(views)).wanted[(Scope.COUNTRY, "KZ")].verdict == "full"
+    stale = [replace(v, last_up_at=NOW - 200) if v.name == "c2" else v for v in views]
+    assert judge(snapshot(stale)).wanted[(Scope.COUNTRY, "KZ")].verdict == ""
+
+
+def _slow(view: TargetView, since: float = NOW - 30) -> TargetView:
+    return replace(view, slow_since=since, speed=(0.2, 1.5))
+
+
+def _normal(view: TargetView) -> TargetView:
+    return replace(view, speed=(0.2, 0.21))
+
+
+def test_a_network_all_of_whose_sites_are_slow_is_throttled_and_never_dark() -> None:
+    views = [_slow(v) if v.asn == 10 else _normal(v) for v in kz({})]
+    verdict = judge(snapshot(views))
+    assert wanted_keys(snapshot(views)) == ["throttling:KZ/AS10"]
+    assert verdict.wanted[(Scope.THROTTLING, "KZ/AS10")].details["seconds"]["a1"] == {
+        "baseline": 0.2,
+        "latest": 1.5,
+    }
+    assert verdict.countries["KZ"].verdict == "throttled" and verdict.countries["KZ"].state == "normal"
+
+
+def test_most_of_a_country_slow_is_one_country_throttling() -> None:
+    views = [_normal(v) if v.name in ("c2", "c3") else _slow(v) for v in kz({})]
+    assert wanted_keys(snapshot(views)) == ["throttling:KZ"]
+
+
+def test_slow_controls_mean_our_own_uplink_is_slow_and_nothing_is_throttled() -> None:
+    views = [_slow(v) if v.asn == 10 else _normal(v) for v in kz({})]
+    slow_controls = [_slow(v) for v in controls()]
+    snap = snapshot(views)
+    snap = replace(snap, targets=(*views, *slow_controls))
+    assert wanted_keys(snap) == []
+
+
+def test_one_tampered_name_is_dns_tampering_of_its_country() -> None:
+    views = [*kz({}), up("dns-x", kind="dns", tampered_since=NOW - 20)]
+    snap = snapshot(views)
+    assert wanted_keys(snap) == ["dns:KZ"]
+    assert country_verdict(snap) == "dns_tampering"
+
+
+def test_the_country_verdict_is_the_widest_outage_and_the_gates_come_first() -> None:
+    views = [*kz({f"a{n}": NOW - 100 for n in (1, 2, 3)}), up("dns-x", kind="dns", tampered_since=NOW - 20)]
+    assert country_verdict(snapshot(views)) == "network"
+    assert country_verdict(snapshot(kz({}))) == "normal"
+    assert country_verdict(snapshot(views, vantage_online=False)) == "vantage"
+    assert country_verdict(snapshot(views, blind_since=NOW - 5)) == "self"
+
+
+def test_a_country_throttling_covers_its_networks_and_wider_scopes_cover_narrower() -> None:
+    assert covers((Scope.THROTTLING, "KZ"), (Scope.THROTTLING, "KZ/AS10"))
+    assert not covers((Scope.THROTTLING, "KZ/AS10"), (Scope.THROTTLING, "KZ"))
+    assert not covers((Scope.THROTTLING, "KG"), (Scope.THROTTLING, "KZ/AS10"))
+    assert covers((Scope.MOBILE, "KZ/mobile"), (Scope.NETWORK, "KZ/AS10"))
+    assert covers((Scope.COUNTRY, "KZ"), (Scope.REGION, "KZ/KZ-75"))
+    assert not covers((Scope.REGION, "KZ/KZ-75"), (Scope.MOBILE, "KZ/mobile"))
