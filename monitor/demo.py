@@ -8,9 +8,10 @@ import tempfile
 import time
 from pathlib import Path
 
+from monitor.catalog.durations import parse_duration
 from monitor.daemon import Monitor, serve
 from monitor.lab.presets import kazakhstan
-from monitor.lab.scenario import Step, replay
+from monitor.lab.scenario import Step, kazakhstan_2022, replay
 
 __all__ = ["run_demo"]
 
@@ -18,11 +19,15 @@ __all__ = ["run_demo"]
 async def run_demo(args: argparse.Namespace, host: str, port: int) -> None:
     with tempfile.TemporaryDirectory(prefix="monitor-demo-") as workdir:
         async with kazakhstan(workdir=workdir) as net:
+            interval, timeout = parse_duration(args.interval), parse_duration(args.timeout)
             config = net.write_targets_yaml(
                 Path(workdir) / "targets.yaml",
                 interval=args.interval,
                 timeout=args.timeout,
                 defaults={"down_after": 2, "up_after": 2},
+                # The lab answers in milliseconds; phases last seconds, not days: a shorter grace
+                # for sites still dark after their country's outage ended (Almaty, Jan 7).
+                analysis={"slow_min_seconds": "200ms", "recovery_grace": f"{3 * interval:g}s"},
             )
             state = args.state or str(Path(workdir) / "journal.sqlite")
             monitor = Monitor(config, state_path=state)
@@ -34,8 +39,18 @@ async def run_demo(args: argparse.Namespace, host: str, port: int) -> None:
                 def announce(step: Step) -> None:
                     print(f"[{time.strftime('%H:%M:%S')}] {step.when:>16}  {step.what}", flush=True)
 
+                def conclude(step: Step) -> None:
+                    print(f"{'':28}{_conclusion(monitor, step)}", flush=True)
+
                 scenario = asyncio.create_task(
-                    replay(net, args.phase_seconds, loop=not args.once, announce=announce)
+                    replay(
+                        net,
+                        args.phase_seconds,
+                        loop=not args.once,
+                        steps=kazakhstan_2022(slow_seconds=0.4 * timeout),
+                        announce=announce,
+                        conclude=conclude,
+                    )
                 )
                 stop = asyncio.create_task(stopping.wait())
                 await asyncio.wait({scenario, stop}, return_when=asyncio.FIRST_COMPLETED)
@@ -43,6 +58,15 @@ async def run_demo(args: argparse.Namespace, host: str, port: int) -> None:
                     task.cancel()
                 if scenario.done() and not scenario.cancelled() and (error := scenario.exception()):
                     raise error
+
+
+def _conclusion(monitor: Monitor, step: Step) -> str:
+    """What the monitor concluded about Kazakhstan, beside what happened."""
+    summary = monitor.analyzer.countries.get("KZ")
+    verdict = summary.verdict if summary is not None else "unknown"
+    mark = "as expected" if verdict == step.expect else f"expected {step.expect}"
+    open_now = sorted(f"{o.scope.value} {o.key}" for o in monitor.analyzer.open.values())
+    return f"-> the monitor: {verdict} ({mark}); open: {', '.join(open_now) or 'nothing'}"
 
 
 _DEMO_BANNER = """\

@@ -141,10 +141,11 @@ class OutageBook:
             self._dirty = True
 
     def _absorbing(self, outage: Outage, verdict: Verdict) -> Outage | None:
-        """The wider open outage that now explains every member of this narrower one."""
-        causes = [verdict.cause.get(name) for name in outage.targets]
-        keys = {cause[0] for cause in causes if cause is not None and cause[1] == CauseKind.OPEN}
-        if not causes or None in causes or len(keys) != 1:
+        """The wider open outage that now explains every member of this narrower one that is
+        still dark (those back are no longer part of any outage: Almaty's whitelisted sites)."""
+        causes = [cause for name in outage.targets if (cause := verdict.cause.get(name)) is not None]
+        keys = {cause[0] for cause in causes}
+        if not causes or len(keys) != 1 or any(cause[1] != CauseKind.OPEN for cause in causes):
             return None
         (key,) = keys
         return self.open.get(key) if covers(key, (outage.scope, outage.key)) else None

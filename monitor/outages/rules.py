@@ -294,12 +294,16 @@ def _full_or_whitelist(
     snapshot: Snapshot, counted: Sequence[TargetView], dark: Sequence[TargetView], started: float
 ) -> dict[str, Any]:
     """`whitelist` when at least `whitelist_min` targets were seen up since the shutdown began
-    (a name that resolves is no sign of a site reachable, so not `dns:` targets); undecided ("")
-    while a target is neither dark nor seen up since, which lasts a probe interval at most."""
+    (a name that resolves is no sign of a site reachable, so not `dns:` targets), each up since
+    before it began or for `recovery_grace` (a restoration coming back site by site is none);
+    undecided ("", the verdict stays as it was) while a target is neither dark nor such a survivor."""
     survivors = sorted(
         view.name
         for view in counted
-        if view.kind != "dns" and view.recovered_at is not None and (view.last_up_at or 0.0) >= started
+        if view.kind != "dns"
+        and view.recovered_at is not None
+        and (view.last_up_at or 0.0) >= started
+        and (view.recovered_at <= started or snapshot.now - view.recovered_at >= snapshot.recovery_grace)
     )
     dark_names = {view.name for view in dark}
     undecided = any(
@@ -767,7 +771,8 @@ RULES: tuple[Rule, ...] = (
         "`min_targets` elsewhere are counted",
         settle="none: many targets on several networks corroborate each other",
         verdict="`full`, or `whitelist` while at least `whitelist_min` (3) counted targets (not `dns:`) "
-        "answer; evidence: those survivors, the dark ones per region and network",
+        "answer, up since it began or for `recovery_grace`; evidence: those survivors, the dark ones "
+        "per region and network",
         find=_find_countries,
         recovered=_country_recovered,
     ),

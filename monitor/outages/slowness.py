@@ -27,12 +27,11 @@ class SpeedState:
     normal_since: float | None = None  # first normal probe after that
     _run: int = 0  # slow probes in a row while fast, normal ones in a row while slow
     _run_started_at: float | None = None
+    _baseline: float | None = None  # the median, kept: every verdict reads it for every target
     last_seconds: float | None = None
 
     def baseline(self) -> float | None:
-        if len(self.samples) < min(_MIN_BASELINE_PROBES, self.window):
-            return None
-        return statistics.median(self.samples)
+        return self._baseline
 
     def observe(
         self, at: float, seconds: float, options: AnalysisOptions, slow_after: int, normal_after: int
@@ -42,12 +41,14 @@ class SpeedState:
             self.window = options.slow_baseline_probes
             self.samples = deque(self.samples, maxlen=self.window)
         self.last_seconds = seconds
-        baseline = self.baseline()
+        baseline = self._baseline
         is_slow = baseline is not None and seconds > max(
             options.slow_factor * baseline, baseline + options.slow_min_seconds
         )
         if not is_slow:
             self.samples.append(seconds)
+            if len(self.samples) >= min(_MIN_BASELINE_PROBES, self.window):
+                self._baseline = statistics.median(self.samples)
         if is_slow == self.slow:
             self._run = 0
             return False

@@ -145,6 +145,8 @@ async def test_a_country_back_site_by_site_is_one_country_outage(scenario: Scena
         await net.set_host(name, Mode.UP)
         await asyncio.sleep(0.5)
     assert await scenario.finish() == [("country", "KZ")]
+    (outage,) = Journal.read(scenario.journal)
+    assert [phase["verdict"] for phase in outage.phases] == ["full"]  # coming back is no whitelist
 
 
 async def test_a_country_back_but_one_network_is_the_country_then_that_network(scenario: Scenario) -> None:
@@ -180,7 +182,7 @@ async def test_a_shutdown_is_full_then_a_whitelist_regime_naming_its_survivors_i
         up = all(by_name[name]["state"] == "up" and not by_name[name]["cause"] for name in WHITELIST)
         return up and status["countries"]["KZ"]["verdict"] == "whitelist"
 
-    await until(whitelisted, timeout=10, what="verdict whitelist, the survivors up")
+    await until(whitelisted, timeout=GRACE + 10, what="verdict whitelist, the survivors up for the grace")
     status = await scenario.daemon.json("/api/status")  # type: ignore[union-attr]
     await net.restore_all()
     assert await scenario.finish() == [("country", "KZ")]
