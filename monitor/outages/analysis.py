@@ -60,6 +60,7 @@ class Analyzer:
         self.warm_at = clock()
         self.settle = 0.0
         self._last_stall_at: float | None = None
+        self._views: dict[str, tuple[tuple[object, ...], TargetView]] = {}  # name -> (inputs, view)
         self._lookups: set[asyncio.Task[None]] = set()
 
     # -- what the endpoints read ---------------------------------------------------------------
@@ -96,6 +97,7 @@ class Analyzer:
 
     def set_catalog(self, catalog: Catalog) -> None:
         self.catalog = catalog
+        self._views.clear()
         self.options = catalog.analysis
         self.gate.quorum = self.options.vantage_quorum
         self.targets = dict(catalog.by_name)
@@ -125,6 +127,7 @@ class Analyzer:
             state = self.states.get(name)
             if state is not None and state.last_up_at is None:
                 state.last_up_at = last_up_at
+                state.version += 1
         for outage in self.book.open.values():  # until the first verdict, the open ones explain
             for name in self._members(outage):
                 self.book.cause[name] = ((outage.scope, outage.key), CauseKind.OPEN)
@@ -156,6 +159,7 @@ class Analyzer:
             )
         if result.dns_answers:
             changed |= self._observe_dns(target, state, result)
+        state.version += 1
         if target.is_control:
             self.gate.update(self._control_states)
         elif target.asn is None and result.addresses:
@@ -226,19 +230,42 @@ class Analyzer:
         )
 
     def _view(self, target: Target, state: TargetState, now: float) -> TargetView:
+        """The target as the rules see it; rebuilt only when its state, cause, release or ASN
+        changed (or it may be flapping, which depends on the time): at 10,000 targets most views
+        are the previous verdict's."""
         options = self.options
         flapping_since = state.flapping_since
-        if state.changes and (flapping_since is not None or len(state.changes) >= options.flap_changes):
+        timely = bool(state.changes) and (
+            flapping_since is not None or len(state.changes) >= options.flap_changes
+        )
+        if timely:
             window = options.flap_window or _FLAP_WINDOW_INTERVALS * target.interval
             flapping_since = state.update_flapping(now, window, options.flap_changes)
         cause = self.book.cause.get(target.name)
         released = self.book.released.get(target.name)
-        speed, dns = state.speed, state.dns
-        baseline = speed.baseline()
-        asn = self.asn_of(target)
         if released is not None and state.health is Health.UP and state.failures_in_a_row == 0:
             del self.book.released[target.name]  # back: that stretch of darkness is over
             released = None
+        asn = self.asn_of(target)
+        inputs = (state.version, cause, released, asn, flapping_since)
+        cached = self._views.get(target.name)
+        if cached is not None and cached[0] == inputs and not timely:
+            return cached[1]
+        view = self._build_view(target, state, asn, cause, released, flapping_since)
+        self._views[target.name] = (inputs, view)
+        return view
+
+    def _build_view(
+        self,
+        target: Target,
+        state: TargetState,
+        asn: int | None,
+        cause: tuple[OutageKey, CauseKind] | None,
+        released: tuple[float, OutageKey] | None,
+        flapping_since: float | None,
+    ) -> TargetView:
+        speed, dns = state.speed, state.dns
+        baseline = speed.baseline()
         return TargetView(
             name=target.name,
             country=target.country,

@@ -62,6 +62,7 @@ VANTAGE: OutageKey = (Scope.VANTAGE, "vantage")
 # the rows whose end gives their targets a fresh start
 _RELEASING = (Scope.COUNTRY, Scope.REGION, Scope.MOBILE, Scope.NETWORK)
 SELF: OutageKey = (Scope.SELF, "self")
+_NAMED_SURVIVORS = 50  # a whitelist's evidence names this many of its survivors, and counts them all
 # Which outages a wider one takes over when it claims all their members (the book absorbs them).
 _WIDER = {
     Scope.SITE: (Scope.NETWORK, Scope.MOBILE, Scope.REGION, Scope.COUNTRY),
@@ -305,12 +306,11 @@ def _full_or_whitelist(
         and (view.last_up_at or 0.0) >= started
         and (view.recovered_at <= started or snapshot.now - view.recovered_at >= snapshot.recovery_grace)
     )
-    dark_names = {view.name for view in dark}
-    undecided = any(
-        view.name not in dark_names and view.name not in survivors and view.kind != "dns" for view in counted
-    )
+    decided = {view.name for view in dark} | set(survivors)
+    undecided = any(view.name not in decided and view.kind != "dns" for view in counted)
     verdict = "" if undecided else "whitelist" if len(survivors) >= snapshot.options.whitelist_min else "full"
-    return {"verdict": verdict, "details": {"survivors": survivors, **_extent(dark)}}
+    details = {"survivors": survivors[:_NAMED_SURVIVORS], "survivors_total": len(survivors)}
+    return {"verdict": verdict, "details": {**details, **_extent(dark)}}
 
 
 def _extent(dark: Sequence[TargetView]) -> dict[str, Any]:
@@ -358,15 +358,8 @@ def _country_state(
         state = "degraded"
     else:
         state = "normal"
-    return CountryState(
-        state,
-        ratio,
-        len(counted),
-        len(dark),
-        _up_shares(counted, dark, lambda view: view.category, everyone="all"),
-        _up_shares(counted, dark, lambda view: view.region),
-        _up_shares(counted, dark, lambda view: view.network_kind),
-    )
+    by_category, by_region, by_kind = _up_shares(counted, dark)
+    return CountryState(state, ratio, len(counted), len(dark), by_category, by_region, by_kind)
 
 
 def _country_recovered(
@@ -382,9 +375,14 @@ def _country_recovered(
 def _find_networks(
     snapshot: Snapshot, offered: Sequence[TargetView], verdict: Verdict, seen: SeenUp
 ) -> list[Group]:
+    dark_networks = {(v.country, v.asn) for v in offered if _dark_for_group(v, snapshot.options)}
     networks: dict[tuple[str, int], list[TargetView]] = defaultdict(list)
-    for view in offered:
-        if view.asn is not None and _reachable_for(snapshot, view, _network_key(view.country, view.asn)):
+    for view in offered if dark_networks else ():  # only networks with a dark member can be dark
+        if (
+            view.asn is not None
+            and (view.country, view.asn) in dark_networks
+            and _reachable_for(snapshot, view, _network_key(view.country, view.asn))
+        ):
             networks[(view.country, view.asn)].append(view)
     groups = []
     for (country, asn), members in sorted(networks.items()):
@@ -446,9 +444,19 @@ def _site_recovered(
 def _find_regions(
     snapshot: Snapshot, offered: Sequence[TargetView], verdict: Verdict, seen: SeenUp
 ) -> list[Group]:
-    regions: dict[tuple[str, str], list[TargetView]] = defaultdict(list)
+    dark_networks: dict[tuple[str, str | None], set[int | None]] = defaultdict(set)
     for view in offered:
-        if view.region is not None and _reachable_for(snapshot, view, _region_key(view.country, view.region)):
+        if _dark_for_group(view, snapshot.options):
+            dark_networks[(view.country, view.region)].add(view.asn)
+    # only regions with dark members on enough networks can be dark: the others cost nothing more
+    dark_regions = {key for key, asns in dark_networks.items() if len(asns) >= snapshot.options.min_asns}
+    regions: dict[tuple[str, str], list[TargetView]] = defaultdict(list)
+    for view in offered if dark_regions else ():
+        if (
+            view.region is not None
+            and (view.country, view.region) in dark_regions
+            and _reachable_for(snapshot, view, _region_key(view.country, view.region))
+        ):
             regions[(view.country, view.region)].append(view)
     groups = []
     for (country, region), counted in sorted(regions.items()):
@@ -509,9 +517,19 @@ def _share_back(snapshot: Snapshot, members: Sequence[TargetView], started_at: f
 def _find_mobile(
     snapshot: Snapshot, offered: Sequence[TargetView], verdict: Verdict, seen: SeenUp
 ) -> list[Group]:
-    mobile: dict[str, dict[int | None, list[TargetView]]] = defaultdict(lambda: defaultdict(list))
+    dark_networks: dict[str, set[int | None]] = defaultdict(set)
     for view in offered:
-        if view.network_kind == "mobile" and _reachable_for(snapshot, view, _mobile_key(view.country)):
+        if view.network_kind == "mobile" and _dark_for_group(view, snapshot.options):
+            dark_networks[view.country].add(view.asn)
+    # a country needs dark members on `min_asns` mobile networks before its mobile group is looked at
+    dark_countries = {key for key, asns in dark_networks.items() if len(asns) >= snapshot.options.min_asns}
+    mobile: dict[str, dict[int | None, list[TargetView]]] = defaultdict(lambda: defaultdict(list))
+    for view in offered if dark_countries else ():
+        if (
+            view.network_kind == "mobile"
+            and view.country in dark_countries
+            and _reachable_for(snapshot, view, _mobile_key(view.country))
+        ):
             mobile[view.country][view.asn].append(view)
     groups = []
     for country, networks in sorted(mobile.items()):
@@ -563,8 +581,8 @@ def _find_throttling(
     """Slow but up, against each target's own baseline: a country when most of its answering
     targets on several networks are slow, else each network all of whose answering targets are."""
     options = snapshot.options
-    if _controls_slow(snapshot):
-        return []  # our own uplink is slow: nothing about the world
+    if not any(view.slow_since is not None for view in offered) or _controls_slow(snapshot):
+        return []  # nothing slow, or our own uplink is slow: nothing about the world
     answering = [
         view
         for view in offered
@@ -696,10 +714,17 @@ class SeenUp:
     `settle` blindly."""
 
     def __init__(self, snapshot: Snapshot) -> None:
+        self.snapshot = snapshot
         self.options = snapshot.options
         self.counted: Counter[_GroupKey] = Counter()
         self.up_at: dict[_GroupKey, list[float]] = defaultdict(list)
         self.networks: dict[_GroupKey, set[int | None]] = defaultdict(set)
+        self._built = False
+
+    def _build(self) -> None:
+        """On first use: most verdicts have nothing settling and never need it."""
+        self._built = True
+        snapshot = self.snapshot
         for view in snapshot.targets:
             if view.control or not _normally_reachable(view, snapshot.now, self.options.baseline_window):
                 continue
@@ -717,6 +742,8 @@ class SeenUp:
 
     def rules_out_wider(self, scope: Scope, members: Sequence[TargetView], since: float) -> bool:
         """Every group wider than `scope` that holds all the members was seen up since `since`."""
+        if not self._built:
+            self._build()
         options = self.options
         shared = set.intersection(*(set(_groups_of(view)) for view in members))
         for key in shared:
@@ -859,12 +886,19 @@ def judge(snapshot: Snapshot) -> Verdict:
     )
     views = {view.name: view for view in snapshot.targets}
     seen = SeenUp(snapshot)
-    offered: list[TargetView] = []
-    family = ""
+    # the scopes whose outages explain, or released, a target: only their rows release or hold
+    explaining = {
+        key[0] for view in snapshot.targets for key in (view.explained_by, view.released_from) if key
+    }
+    offered = [view for view in snapshot.targets if not view.control]
+    left: list[TargetView] | None = None  # what the darkness rows left, for the other families
+    family = "dark"
     for rule in RULES:
         if rule.family != family:  # each family starts from all that the darkness rows left
             family = rule.family
-            offered = [v for v in snapshot.targets if not v.control and v.name not in verdict.cause]
+            if left is None:
+                left = [view for view in offered if view.name not in verdict.cause]
+            offered = left
         claimed: set[str] = set()
         for group in rule.find(snapshot, offered, verdict, seen):
             key = group.wanted.outage_key
@@ -874,11 +908,12 @@ def judge(snapshot: Snapshot) -> Verdict:
             for name in group.wanted.members:
                 verdict.cause[name] = (key, CauseKind.OPEN if opens else CauseKind.PENDING)
             claimed.update(group.wanted.members)
-        offered = [view for view in offered if view.name not in claimed]
+        if claimed:
+            offered = [view for view in offered if view.name not in claimed]
         _date_ends(snapshot, rule, views, verdict)
         if verdict.frozen:
             _keep_explanations(snapshot, offered, verdict)
-        elif rule.scope in _RELEASING:
+        elif rule.scope in _RELEASING and rule.scope in explaining:
             offered = _hold_recovering(snapshot, _released(snapshot, rule.scope, offered, verdict), verdict)
     _country_verdicts(snapshot, verdict, views)
     return verdict
@@ -894,8 +929,7 @@ def _country_verdicts(snapshot: Snapshot, verdict: Verdict, views: Mapping[str, 
         country = wanted.country if wanted is not None else _country_of(key, views)
         if country is not None:
             found[country].append((wanted.verdict if wanted is not None else "") or SCOPE_VERDICT[key[0]])
-    countries = {view.country for view in snapshot.targets if not view.control} | set(found)
-    for country in sorted(countries):
+    for country in sorted({*verdict.countries, *found}):  # the country row summed up every one
         summary = verdict.countries.setdefault(country, CountryState())
         if snapshot.blind_since is not None:
             summary.verdict = "self"
@@ -985,16 +1019,15 @@ def _hold_recovering(snapshot: Snapshot, offered: list[TargetView], verdict: Ver
 
 
 def _up_shares(
-    counted: Sequence[TargetView],
-    dark: Sequence[TargetView],
-    group_of: Callable[[TargetView], str | None],
-    everyone: str | None = None,
-) -> dict[str, float]:
-    """The up share of each group of the counted targets (and of all of them as `everyone`)."""
-    totals = Counter(group for view in counted if (group := group_of(view)) is not None)
-    downs = Counter(group for view in dark if (group := group_of(view)) is not None)
-    shares = {group: (total - downs[group]) / total for group, total in sorted(totals.items())}
-    if everyone is not None:
-        shares[everyone] = (len(counted) - len(dark)) / len(counted)
-    return shares
+    counted: Sequence[TargetView], dark: Sequence[TargetView]
+) -> tuple[dict[str, float], dict[str, float], dict[str, float]]:
+    """The up share of the counted targets per category (and "all"), region and kind of network."""
 
+    def shares(group_of: Callable[[TargetView], str | None]) -> dict[str, float]:
+        totals = Counter(group for view in counted if (group := group_of(view)) is not None)
+        downs = Counter(group for view in dark if (group := group_of(view)) is not None)
+        return {group: (total - downs[group]) / total for group, total in sorted(totals.items())}
+
+    by_category = shares(lambda view: view.category)
+    by_category["all"] = (len(counted) - len(dark)) / len(counted)
+    return by_category, shares(lambda view: view.region), shares(lambda view: view.network_kind)

@@ -41,6 +41,7 @@ class TargetState:
     flapping_since: float | None = None
     speed: SpeedState = field(default_factory=SpeedState)  # slow but up
     dns: TamperState = field(default_factory=TamperState)  # its resolvers disagree
+    version: int = 0  # bumped by every change, so a snapshot rebuilds only the views that changed
 
     def observe(self, result: ProbeResult) -> bool:
         """Take one probe result; True when the state after hysteresis changed."""
@@ -76,8 +77,10 @@ class TargetState:
 
     def forget_changes(self) -> None:
         """A wider outage explains this target's darkness: its changes are no flaps of its own."""
-        self.changes.clear()
-        self.flapping_since = None
+        if self.changes or self.flapping_since is not None:
+            self.changes.clear()
+            self.flapping_since = None
+            self.version += 1
 
     def update_flapping(self, now: float, window: float, threshold: int) -> float | None:
         """Flapping starts when `threshold` changes happened within `window` before `now` and

@@ -140,3 +140,12 @@ def test_scheduler_overhead_quick(tmp_path: Path) -> None:
     assert result["apscheduler_us_per_fire"] > 0 and result["bare_timer_us_per_fire"] > 0
     assert result["ratio_apscheduler_over_bare_timer"] > 0
     assert "apscheduler" in stdout and "bare timer" in stdout
+
+
+def test_verdict_quick_side_by_side_with_a_commit(tmp_path: Path) -> None:
+    result, stdout = _run("verdict", tmp_path / "verdict.json", "--ref", "HEAD")
+    assert (result["targets"], result["rounds"], result["ref"]["commit"]) == (500, 3, "HEAD")
+    for side in ("this", "ref"):
+        assert set(result[side]) >= {"all up", "one network dark", "country dark"}
+        assert all(figures["evaluate"] > 0 for figures in result[side].values() if isinstance(figures, dict))
+    assert "ratio" in stdout
