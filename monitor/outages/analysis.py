@@ -141,24 +141,25 @@ class Analyzer:
 
     def record(self, result: ProbeResult) -> bool:
         """Take one probe result; True when it may change a verdict (a target went down or up, or
-        became dark for its country and network): worth evaluating before the next round."""
+        became dark for its country and network): worth evaluating before the periodic verdict."""
         target = self.targets.get(result.target)
         state = self.states.get(result.target)
         if target is None or state is None:
             return False
         if not target.is_control and not self.gate.online:
             return False  # held: while we cannot see out, nothing we see about targets is evidence
-        was_online = self.gate.online
-        changed = state.observe(result) or state.failures_in_a_row == self.options.group_down_after
+        was_online, known = self.gate.online, state.health is not Health.UNKNOWN
+        # A target's first state is a discovery (10,000 of them in the first minutes), not news.
+        changed = state.observe(result) and known
+        changed = changed or state.failures_in_a_row == self.options.group_down_after
         if result.failure is not None:
             self.book.attribute(target.name, result.failure)
-        else:
+        else:  # slowness and tampering wait for the periodic verdict: nothing urgent, and a busy
+            # machine makes many targets slow at once (the controls too: then none is throttled)
             seconds = result.duration_seconds - result.phases.get(Phase.RESOLVE, 0.0)
-            changed |= state.speed.observe(
-                result.started_at, seconds, self.options, target.down_after, target.up_after
-            )
+            state.speed.observe(result.started_at, seconds, self.options, target.down_after, target.up_after)
         if result.dns_answers:
-            changed |= self._observe_dns(target, state, result)
+            self._observe_dns(target, state, result)
         state.version += 1
         if target.is_control:
             self.gate.update(self._control_states)
@@ -166,7 +167,7 @@ class Analyzer:
             self._lookup_asn(target.name, result.addresses[0])
         return changed or self.gate.online != was_online
 
-    def _observe_dns(self, target: Target, state: TargetState, result: ProbeResult) -> bool:
+    def _observe_dns(self, target: Target, state: TargetState, result: ProbeResult) -> None:
         def asn_of(address: str) -> int | None:
             resolver = self.asn_resolver
             if resolver is None:
@@ -179,7 +180,7 @@ class Analyzer:
             return is_bogon(address, target.bogon_networks)
 
         agrees = consistent(result.dns_answers, asn_of, bogon)
-        return state.dns.observe(result.started_at, agrees, result.dns_answers, target.down_after)
+        state.dns.observe(result.started_at, agrees, result.dns_answers, target.down_after)
 
     def _lookup_asn(self, name: str | None, address: str) -> None:
         """The ASN of `address`, looked up once in the background; `name`'s when given."""
@@ -230,15 +231,12 @@ class Analyzer:
         )
 
     def _view(self, target: Target, state: TargetState, now: float) -> TargetView:
-        """The target as the rules see it; rebuilt only when its state, cause, release or ASN
-        changed (or it may be flapping, which depends on the time): at 10,000 targets most views
-        are the previous verdict's."""
+        """The target as the rules see it; rebuilt only when its state, cause, release, ASN or
+        flapping (which depends on the time) changed: at 10,000 targets most views are the
+        previous verdict's."""
         options = self.options
         flapping_since = state.flapping_since
-        timely = bool(state.changes) and (
-            flapping_since is not None or len(state.changes) >= options.flap_changes
-        )
-        if timely:
+        if state.changes and (flapping_since is not None or len(state.changes) >= options.flap_changes):
             window = options.flap_window or _FLAP_WINDOW_INTERVALS * target.interval
             flapping_since = state.update_flapping(now, window, options.flap_changes)
         cause = self.book.cause.get(target.name)
@@ -249,7 +247,7 @@ class Analyzer:
         asn = self.asn_of(target)
         inputs = (state.version, cause, released, asn, flapping_since)
         cached = self._views.get(target.name)
-        if cached is not None and cached[0] == inputs and not timely:
+        if cached is not None and cached[0] == inputs:
             return cached[1]
         view = self._build_view(target, state, asn, cause, released, flapping_since)
         self._views[target.name] = (inputs, view)

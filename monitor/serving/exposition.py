@@ -140,9 +140,7 @@ def _analysis_families(analyzer: Analyzer) -> list[_Family]:
     flapping = _Family(
         "monitor_target_flapping", "gauge", "1 while the target changes state too often (one outage spans it)"
     )
-    slow = _Family(
-        "monitor_target_slow", "gauge", "1 while the target answers far slower than its own baseline"
-    )
+    slow_counts: Counter[str] = Counter()
     tampered = _Family(
         "monitor_target_dns_tampered",
         "gauge",
@@ -156,7 +154,7 @@ def _analysis_families(analyzer: Analyzer) -> list[_Family]:
         if state is not None and state.health is not Health.UNKNOWN and not blind:
             up.add(prefix + "}", 1.0 if state.health is Health.UP else 0.0)
             flapping.add(prefix + "}", 1.0 if name in analyzer.flapping else 0.0)
-            slow.add(prefix + "}", 1.0 if state.speed.slow else 0.0)
+            slow_counts[target.country] += state.speed.slow and not target.is_control
             if target.kind == "dns" and target.spec_as(DNSSpec).query.compare_resolvers:
                 tampered.add(prefix + "}", 1.0 if state.dns.tampered else 0.0)
         asn = analyzer.asn_of(target)
@@ -183,7 +181,14 @@ def _analysis_families(analyzer: Analyzer) -> list[_Family]:
         "gauge",
         "Share of the normally reachable targets on a kind of network (mobile, fixed...) that are up",
     )
+    slow = _Family(
+        "monitor_targets_slow",
+        "gauge",
+        "Targets that answer far slower than their own baseline (throttling; slow is never down)",
+    )
     for country, summary in sorted(analyzer.countries.items()):
+        if summary.state != "unknown":
+            slow.add(_labels(country=country), slow_counts[country])
         for category, value in sorted((summary.by_category or {}).items()):
             ratio.add(_labels(country=country, category=category), value)
         for region, value in summary.by_region.items():
@@ -226,12 +231,12 @@ def _analysis_families(analyzer: Analyzer) -> list[_Family]:
     families = [
         up,
         flapping,
-        slow,
         tampered,
         info,
         ratio,
         regions,
         kinds,
+        slow,
         states,
         verdicts,
         vantage,
