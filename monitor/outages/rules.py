@@ -640,12 +640,17 @@ def _throttling_recovered(
     snapshot: Snapshot, key: OutageKey, started_at: float, views: Mapping[str, TargetView]
 ) -> float | None:
     country, _, network = key[1].partition("/")
-    members = [
+    members = [  # those the row judges: URL targets that answer
         view
         for view in views.values()
-        if view.country == country and not view.control and (not network or f"AS{view.asn}" == network)
+        if view.country == country
+        and not view.control
+        and view.kind == "http"
+        and view.recovered_at is not None
+        and (not network or f"AS{view.asn}" == network)
     ]
-    back = [max(view.normal_since, started_at) for view in members if view.normal_since is not None]
+    # not slow now: back when it turned normal, or all along for one that never was slow
+    back = [max(view.normal_since or started_at, started_at) for view in members if view.slow_since is None]
     if network:
         return min(back, default=None)
     return _kth(back, int(snapshot.options.shutdown_ratio * len(members)) + 1)

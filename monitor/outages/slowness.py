@@ -20,8 +20,7 @@ _MIN_BASELINE_PROBES = 5  # fewer normal probes than this: no baseline yet, noth
 
 @dataclass(slots=True)
 class SpeedState:
-    window: int = 20
-    samples: deque[float] = field(default_factory=lambda: deque(maxlen=20))
+    samples: deque[float] = field(default_factory=lambda: deque(maxlen=20))  # normal probes' seconds
     slow: bool = False
     slow_since: float | None = None  # first slow probe of the run that made it slow
     normal_since: float | None = None  # first normal probe after that
@@ -37,9 +36,9 @@ class SpeedState:
         self, at: float, seconds: float, options: AnalysisOptions, slow_after: int, normal_after: int
     ) -> bool:
         """One successful probe that took `seconds`; True when the target became slow or normal."""
-        if self.samples.maxlen != options.slow_baseline_probes:
-            self.window = options.slow_baseline_probes
-            self.samples = deque(self.samples, maxlen=self.window)
+        window = options.slow_baseline_probes
+        if self.samples.maxlen != window:
+            self.samples = deque(self.samples, maxlen=window)
         self.last_seconds = seconds
         baseline = self._baseline
         is_slow = baseline is not None and seconds > max(
@@ -47,7 +46,7 @@ class SpeedState:
         )
         if not is_slow:
             self.samples.append(seconds)
-            if len(self.samples) >= min(_MIN_BASELINE_PROBES, self.window):
+            if len(self.samples) >= min(_MIN_BASELINE_PROBES, window):
                 self._baseline = statistics.median(self.samples)
         if is_slow == self.slow:
             self._run = 0

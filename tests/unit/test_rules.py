@@ -391,3 +391,15 @@ def test_a_country_throttling_covers_its_networks_and_wider_scopes_cover_narrowe
     assert covers((Scope.MOBILE, "KZ/mobile"), (Scope.NETWORK, "KZ/AS10"))
     assert covers((Scope.COUNTRY, "KZ"), (Scope.REGION, "KZ/KZ-75"))
     assert not covers((Scope.REGION, "KZ/KZ-75"), (Scope.MOBILE, "KZ/mobile"))
+
+
+def test_a_throttling_ends_when_its_first_member_is_back_to_its_usual_speed() -> None:
+    views = [
+        replace(_normal(v), normal_since=NOW - 12)
+        if v.name == "a1"
+        else (_slow(v) if v.asn == 10 else _normal(v))
+        for v in kz({})
+    ]
+    key = (Scope.THROTTLING, "KZ/AS10")
+    verdict = judge(snapshot(views, open_since={key: NOW - 60}))
+    assert key not in verdict.wanted and verdict.ended_at[key] == NOW - 12
