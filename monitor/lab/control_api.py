@@ -38,8 +38,9 @@ async def _errors_as_json(request: web.Request, handler: _Handler) -> web.Stream
 
 def control_app(net: SimulatedInternet) -> web.Application:
     """POST /network/{asn}/{mode}, /country/{cc}/{mode} (optional JSON body {"except": [...]}),
-    /host/{name}/{mode}, /vantage/{offline|online}, /restore; GET /state. Each answers with
-    the lab's state after the change."""
+    /region/{code}/{mode}, /host/{name}/{mode}, /slow/{asn}/{seconds} (0: fast again),
+    /dns/{name}/lie/{ip} and /dns/{name}/truth (the national resolver), /vantage/{offline|online},
+    /restore; GET /state. Each answers with the lab's state after the change."""
 
     def state() -> web.Response:
         return web.json_response(net.state())
@@ -47,11 +48,29 @@ def control_app(net: SimulatedInternet) -> web.Application:
     async def get_state(request: web.Request) -> web.Response:
         return state()
 
-    async def set_network(request: web.Request) -> web.Response:
+    def asn(request: web.Request) -> int:
         asn_text = request.match_info["asn"].upper().removeprefix("AS")
         if not asn_text.isdigit():
             raise ValueError(f"{request.match_info['asn']!r} is not an ASN")
-        await net.set_network(int(asn_text), parse_mode(request.match_info["mode"]))
+        return int(asn_text)
+
+    async def set_network(request: web.Request) -> web.Response:
+        await net.set_network(asn(request), parse_mode(request.match_info["mode"]))
+        return state()
+
+    async def set_region(request: web.Request) -> web.Response:
+        await net.set_region(request.match_info["code"].upper(), parse_mode(request.match_info["mode"]))
+        return state()
+
+    async def set_slow(request: web.Request) -> web.Response:
+        network = asn(request)
+        if network not in net.networks:
+            raise KeyError(f"no lab network AS{network}")
+        await net.set_slow([network], float(request.match_info["seconds"]))
+        return state()
+
+    async def set_dns(request: web.Request) -> web.Response:
+        await net.set_dns_tampering([request.match_info["name"]], request.match_info.get("ip"))
         return state()
 
     async def set_country(request: web.Request) -> web.Response:
@@ -83,7 +102,11 @@ def control_app(net: SimulatedInternet) -> web.Application:
     app.router.add_get("/state", get_state)
     app.router.add_post("/network/{asn}/{mode}", set_network)
     app.router.add_post("/country/{cc}/{mode}", set_country)
+    app.router.add_post("/region/{code}/{mode}", set_region)
     app.router.add_post("/host/{name}/{mode}", set_host)
+    app.router.add_post("/slow/{asn}/{seconds}", set_slow)
+    app.router.add_post("/dns/{name}/lie/{ip}", set_dns)
+    app.router.add_post("/dns/{name}/truth", set_dns)
     app.router.add_post("/vantage/{state}", set_vantage)
     app.router.add_post("/restore", restore)
     return app

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ipaddress
 import tempfile
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -401,6 +402,8 @@ class SimulatedInternet:
     async def set_dns_tampering(self, names: Iterable[str], answer: str | None) -> None:
         """The national resolver answers `answer` (an IP: a bogon, a block page) for these hosts'
         names; None makes it tell the truth again."""
+        if answer is not None:
+            ipaddress.IPv4Address(answer)  # raises ValueError: an A record needs an IPv4 address
         state = self._state.copy()
         for name in names:
             fqdn = self.site(name).fqdn
@@ -430,6 +433,8 @@ class SimulatedInternet:
         return {
             "vantage_offline": self._state.vantage_offline,
             "dns": self.dns_address,
+            "national_dns": self.national_dns_address,
+            "national_dns_lies": dict(self._state.spoofed),
             "http_port": self.http_port,
             "https_port": self.https_port,
             "networks": {

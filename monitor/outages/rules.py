@@ -297,16 +297,23 @@ def _full_or_whitelist(
     """`whitelist` when at least `whitelist_min` targets were seen up since the shutdown began
     (a name that resolves is no sign of a site reachable, so not `dns:` targets), each up since
     before it began or for `recovery_grace` (a restoration coming back site by site is none);
-    undecided ("", the verdict stays as it was) while a target is neither dark nor such a survivor."""
-    survivors = sorted(
-        view.name
+    undecided ("", the verdict stays as it was) while a target is neither dark nor seen since."""
+    dark_names = {view.name for view in dark}
+    seen = [
+        view
         for view in counted
         if view.kind != "dns"
+        and view.name not in dark_names
         and view.recovered_at is not None
         and (view.last_up_at or 0.0) >= started
+    ]
+    survivors = sorted(
+        view.name
+        for view in seen
+        if view.recovered_at is not None
         and (view.recovered_at <= started or snapshot.now - view.recovered_at >= snapshot.recovery_grace)
     )
-    decided = {view.name for view in dark} | set(survivors)
+    decided = dark_names | {view.name for view in seen}
     undecided = any(view.name not in decided and view.kind != "dns" for view in counted)
     verdict = "" if undecided else "whitelist" if len(survivors) >= snapshot.options.whitelist_min else "full"
     details = {"survivors": survivors[:_NAMED_SURVIVORS], "survivors_total": len(survivors)}

@@ -578,17 +578,24 @@ async def test_targets_yaml(tmp_path: Path) -> None:
         targets = {entry["name"]: entry for entry in document["targets"]}
         assert targets["kazinform"] == {
             "name": "kazinform", "url": f"https://inform.kz.lab.test:{net.https_port}/",
-            "country": "KZ", "category": "state_media", "asn": 9198}
+            "country": "KZ", "category": "state_media", "region": "KZ-71", "asn": 9198}
+        assert targets["dns-kaspi"] == {
+            "name": "dns-kaspi",
+            "dns": {"query": "kaspi.kz.lab.test.", "type": "A", "compare_resolvers": True},
+            "resolvers": [net.dns_address, net.national_dns_address],
+            "country": "KZ", "category": "dns_consistency"}
+        assert document["regions"] == {"KZ": {"KZ-71": "Astana", "KZ-75": "Almaty"}}
+        assert document["networks"][29355] == {"name": "KCELL-AS", "kind": "mobile"}
         assert targets["kz-registry-dns"] == {
             "name": "kz-registry-dns", "dns": {"query": "kz.lab.test.", "type": "SOA"},
             "country": "KZ", "category": "cctld_dns"}
         assert targets["alaport-tcp"]["tcp"] == f"alaport.com.lab.test:{net.http_port}"
         assert "asn" not in targets["tengrinews"]  # left for the ASN lookup
         assert {entry["category"] for entry in document["controls"]} == {"control"}
-        assert len(document["controls"]) == 5 and len(targets) == 25
+        assert len(document["controls"]) == 5 and len(targets) == 28
         categories = {entry["category"] for entry in targets.values()}
         assert categories == {"state_media", "government", "police_security", "airport",
-                              "telecom", "bank", "media", "cctld_dns"}
+                              "telecom", "bank", "media", "cctld_dns", "dns_consistency"}
 
         without = yaml.safe_load(net.write_targets_yaml(tmp_path / "no-asn.yaml",
                                                         include_asn=False).read_text())
@@ -597,6 +604,7 @@ async def test_targets_yaml(tmp_path: Path) -> None:
         config = pytest.importorskip("monitor.catalog.catalog")
         catalog = config.load_catalog(path)
         assert len(catalog.controls) == 5 and catalog.by_name["kazinform"].asn == 9198
+        assert catalog.network_kind(29355) == "mobile" and catalog.by_name["kcell"].region == "KZ-75"
 
 
 async def test_synthetic_hosts_share_network_servers() -> None:
@@ -651,12 +659,20 @@ async def test_lab_process_cli(tmp_path: Path) -> None:
                 connector=aiohttp.TCPConnector(resolver=StaticResolver({}))) as session:
             async with session.get(f"{control}/state") as response:
                 state = await response.json()
-            assert state["dns"] == fields["dns"] and len(state["hosts"]) == 30
+            assert state["dns"] == fields["dns"] and len(state["hosts"]) == 33
             async with session.post(f"{control}/country/KZ/blackhole",
                                     json={"except": ["nationalbank"]}) as response:
                 state = await response.json()
             assert state["hosts"]["kazinform"]["mode"] == "blackhole"
             assert state["hosts"]["nationalbank"]["mode"] == "up"
+            async with session.post(f"{control}/region/kz-75/refuse") as response:
+                assert (await response.json())["hosts"]["kcell"]["mode"] == "refuse"
+            async with session.post(f"{control}/slow/AS29355/0.2") as response:
+                assert (await response.json())["hosts"]["zakon"]["slow_seconds"] == 0.2
+            async with session.post(f"{control}/dns/kaspi/lie/10.10.34.35") as response:
+                assert (await response.json())["national_dns_lies"] == {"kaspi.kz.lab.test": "10.10.34.35"}
+            async with session.post(f"{control}/dns/kaspi/lie/nowhere") as response:
+                assert response.status == 400
             async with session.post(f"{control}/vantage/offline") as response:
                 assert (await response.json())["vantage_offline"] is True
             async with session.post(f"{control}/host/kazinform/sideways") as response:
