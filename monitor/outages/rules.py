@@ -925,7 +925,9 @@ def judge(snapshot: Snapshot) -> Verdict:
         _date_ends(snapshot, rule, views, verdict)
         if verdict.frozen:
             _keep_explanations(snapshot, offered, verdict)
-        elif rule.scope in _RELEASING and rule.scope in explaining:
+        elif rule.scope in _RELEASING and (
+            rule.scope in explaining or any(key[0] is rule.scope for key in verdict.ended_at)
+        ):
             offered = _hold_recovering(snapshot, _released(snapshot, rule.scope, offered, verdict), verdict)
     _country_verdicts(snapshot, verdict, views)
     return verdict
@@ -976,9 +978,19 @@ def _released(
     """Targets whose explanation (this row's outage, open or still settling) ends with this
     verdict and that have not come back yet: released, they get a fresh start for the narrower
     rows. (Only unclaimed targets are offered here: their group is no longer dark.)"""
+    # A country's targets whose failures began before its outage ended but showed too late to be
+    # claimed (probed just before the end): that stretch is the country's too.
+    country_ends = {key[1]: at for key, at in verdict.ended_at.items() if key[0] is Scope.COUNTRY is scope}
     kept = []
     for view in offered:
         key = view.explained_by
+        if (
+            key is None
+            and view.country in country_ends
+            and (view.failing > 0 or view.health is Health.DOWN)
+            and (view.group_dark_since or snapshot.now) <= country_ends[view.country]
+        ):
+            key = (Scope.COUNTRY, view.country)
         if key is not None and key[0] is scope and scope in _RELEASING and view.recovered_at is None:
             ended = verdict.ended_at.get(key, snapshot.now)
             view = replace(view, released_at=ended, released_from=key)

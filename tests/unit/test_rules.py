@@ -403,3 +403,12 @@ def test_a_throttling_ends_when_its_first_member_is_back_to_its_usual_speed() ->
     key = (Scope.THROTTLING, "KZ/AS10")
     verdict = judge(snapshot(views, open_since={key: NOW - 60}))
     assert key not in verdict.wanted and verdict.ended_at[key] == NOW - 12
+
+
+def test_a_target_that_began_failing_before_its_country_came_back_is_that_outage_recovering() -> None:
+    # the country is back; c4 failed once just before the end, too late to be claimed
+    back = [replace(view, run_started_at=NOW - 5) for view in kz({})]  # all back 5 s ago
+    views = [*back, replace(up("c4", 12), failing=1, run_started_at=NOW - 8)]
+    verdict = judge(snapshot(views, open_since={(Scope.COUNTRY, "KZ"): NOW - 300}))
+    assert (Scope.COUNTRY, "KZ") in verdict.ended_at
+    assert verdict.cause["c4"] == ((Scope.COUNTRY, "KZ"), CauseKind.RECOVERING)
