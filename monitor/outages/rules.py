@@ -17,7 +17,7 @@ from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
-from typing import Any
+from typing import Any, TypeVar
 
 from monitor.catalog.schema import AnalysisOptions
 from monitor.outages.outage import SCOPE_VERDICT, Scope
@@ -379,18 +379,43 @@ def _country_recovered(
     return _kth(back, needed)
 
 
+_Group = TypeVar("_Group", tuple[str, int], tuple[str, str], str)
+
+
+def _candidates(
+    snapshot: Snapshot,
+    offered: Sequence[TargetView],
+    group_of: Callable[[TargetView], _Group | None],
+    outage_key: Callable[[_Group], OutageKey],
+    min_networks: int,
+) -> dict[_Group, list[TargetView]]:
+    """The normally reachable members of each group (`group_of`; None: in no group) that has dark
+    members on at least `min_networks` networks: only those can be dark, and a verdict over
+    10,000 targets costs the other groups one pass."""
+    dark: dict[_Group, set[int | None]] = defaultdict(set)
+    for view in offered:
+        group = group_of(view)
+        if group is not None and _dark_for_group(view, snapshot.options):
+            dark[group].add(view.asn)
+    wanted = {group for group, asns in dark.items() if len(asns) >= min_networks}
+    members: dict[_Group, list[TargetView]] = defaultdict(list)
+    for view in offered if wanted else ():
+        group = group_of(view)
+        if group is not None and group in wanted and _reachable_for(snapshot, view, outage_key(group)):
+            members[group].append(view)
+    return members
+
+
 def _find_networks(
     snapshot: Snapshot, offered: Sequence[TargetView], verdict: Verdict, seen: SeenUp
 ) -> list[Group]:
-    dark_networks = {(v.country, v.asn) for v in offered if _dark_for_group(v, snapshot.options)}
-    networks: dict[tuple[str, int], list[TargetView]] = defaultdict(list)
-    for view in offered if dark_networks else ():  # only networks with a dark member can be dark
-        if (
-            view.asn is not None
-            and (view.country, view.asn) in dark_networks
-            and _reachable_for(snapshot, view, _network_key(view.country, view.asn))
-        ):
-            networks[(view.country, view.asn)].append(view)
+    networks = _candidates(
+        snapshot,
+        offered,
+        lambda view: (view.country, view.asn) if view.asn is not None else None,
+        lambda network: _network_key(*network),
+        min_networks=1,
+    )
     groups = []
     for (country, asn), members in sorted(networks.items()):
         if len(members) < snapshot.options.min_network_targets or not all(
@@ -451,24 +476,17 @@ def _site_recovered(
 def _find_regions(
     snapshot: Snapshot, offered: Sequence[TargetView], verdict: Verdict, seen: SeenUp
 ) -> list[Group]:
-    dark_networks: dict[tuple[str, str | None], set[int | None]] = defaultdict(set)
-    for view in offered:
-        if _dark_for_group(view, snapshot.options):
-            dark_networks[(view.country, view.region)].add(view.asn)
-    # only regions with dark members on enough networks can be dark: the others cost nothing more
-    dark_regions = {key for key, asns in dark_networks.items() if len(asns) >= snapshot.options.min_asns}
-    regions: dict[tuple[str, str], list[TargetView]] = defaultdict(list)
-    for view in offered if dark_regions else ():
-        if (
-            view.region is not None
-            and (view.country, view.region) in dark_regions
-            and _reachable_for(snapshot, view, _region_key(view.country, view.region))
-        ):
-            regions[(view.country, view.region)].append(view)
+    regions = _candidates(
+        snapshot,
+        offered,
+        lambda view: (view.country, view.region) if view.region is not None else None,
+        lambda region: _region_key(*region),
+        min_networks=snapshot.options.min_asns,
+    )
     groups = []
+    options = snapshot.options
     for (country, region), counted in sorted(regions.items()):
-        dark = [view for view in counted if _dark_for_group(view, snapshot.options)]
-        options = snapshot.options
+        dark = [view for view in counted if _dark_for_group(view, options)]
         if not _share_dark(counted, dark, options) or not _rest_of_country_up(snapshot, country, region):
             continue
         crossing = len(counted) - int(snapshot.options.shutdown_ratio * len(counted))
@@ -524,25 +542,17 @@ def _share_back(snapshot: Snapshot, members: Sequence[TargetView], started_at: f
 def _find_mobile(
     snapshot: Snapshot, offered: Sequence[TargetView], verdict: Verdict, seen: SeenUp
 ) -> list[Group]:
-    dark_networks: dict[str, set[int | None]] = defaultdict(set)
-    for view in offered:
-        if view.network_kind == "mobile" and _dark_for_group(view, snapshot.options):
-            dark_networks[view.country].add(view.asn)
-    # a country needs dark members on `min_asns` mobile networks before its mobile group is looked at
-    dark_countries = {key for key, asns in dark_networks.items() if len(asns) >= snapshot.options.min_asns}
-    mobile: dict[str, dict[int | None, list[TargetView]]] = defaultdict(lambda: defaultdict(list))
-    for view in offered if dark_countries else ():
-        if (
-            view.network_kind == "mobile"
-            and view.country in dark_countries
-            and _reachable_for(snapshot, view, _mobile_key(view.country))
-        ):
-            mobile[view.country][view.asn].append(view)
+    mobile = _candidates(
+        snapshot,
+        offered,
+        lambda view: view.country if view.network_kind == "mobile" else None,
+        _mobile_key,
+        min_networks=snapshot.options.min_asns,
+    )
     groups = []
-    for country, networks in sorted(mobile.items()):
-        members = [view for views in networks.values() for view in views]
+    for country, members in sorted(mobile.items()):
         if (
-            len(networks) < snapshot.options.min_asns
+            len({view.asn for view in members}) < snapshot.options.min_asns
             or not all(_dark_for_group(view, snapshot.options) for view in members)
             or not _fixed_network_up(snapshot, country)
         ):
