@@ -373,10 +373,7 @@ def _country_recovered(
     snapshot: Snapshot, key: OutageKey, started_at: float, views: Mapping[str, TargetView]
 ) -> float | None:
     counted = _country_members(snapshot, (v for v in views.values() if v.country == key[1] and not v.control))
-    members = counted.get(key[1], [])
-    back = [max(view.recovered_at, started_at) for view in members if view.recovered_at is not None]
-    needed = int(snapshot.options.shutdown_ratio * len(members)) + 1
-    return _kth(back, needed)
+    return _share_back(snapshot, counted.get(key[1], []), started_at)
 
 
 _Group = TypeVar("_Group", tuple[str, int], tuple[str, str], str)
