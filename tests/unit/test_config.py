@@ -233,7 +233,7 @@ PLACES = """\
       29355: {name: Kcell, kind: mobile, regions: [KZ-75], source: "RIPE (H)"}
       9198: {name: Kazakhtelecom, kind: fixed}
     targets:
-      - {name: kcell, url: "https://kcell.kz.lab.test/", country: KZ, category: telecom, asn: 29355, region: KZ-75}
+      - {name: kcell, url: "https://k.lab.test/", country: KZ, category: telecom, asn: 29355, region: KZ-75}
 """
 
 
