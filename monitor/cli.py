@@ -21,6 +21,7 @@ from monitor.catalog.sharding import Shard, parse_shard
 from monitor.outages.journal import Journal, JournalError
 from monitor.probing.failures import Phase
 from monitor.probing.result import ProbeResult
+from monitor.serving.report import REPORT_FORMATS, render_report
 from monitor.serving.webconfig import load_web_config
 
 __all__ = ["main"]
@@ -65,6 +66,13 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--shard", type=_shard, help="probe only shard I of N of the catalog (e.g. 0/3)")
     run.add_argument("--web-config", help="TLS and basic auth for the web endpoints (see README)")
     run.add_argument("--enable-lifecycle", action="store_true", help="allow POST /-/reload")
+    run.add_argument(
+        "--web.public",
+        "--web-public",
+        dest="web_public",
+        action="store_true",
+        help="face the public: the status page shows verdicts and the journal only; no /api/status or /probe",
+    )
     run.set_defaults(command=_run)
 
     check = commands.add_parser("check", help="probe targets once and print a table")
@@ -79,6 +87,13 @@ def _parser() -> argparse.ArgumentParser:
     )
     outages.add_argument("--json", action="store_true", help="print JSON instead of a table")
     outages.set_defaults(command=_outages)
+
+    report = commands.add_parser("report", help="one outage as a report to publish (HTML or Markdown)")
+    report.add_argument("outage_id", metavar="OUTAGE_ID", help="its id, or the first 6 or more of its digits")
+    report.add_argument("--state", required=True, help="the SQLite journal written by `monitor run --state`")
+    report.add_argument("--format", default="html", choices=REPORT_FORMATS)
+    report.add_argument("--output", "-o", help="write it to this file (default: standard output)")
+    report.set_defaults(command=_report)
 
     demo = commands.add_parser("demo", help="replay the 2022 Kazakhstan shutdown on a simulated internet")
     demo.add_argument("--listen", default="127.0.0.1:9143", help="HOST:PORT to serve on")
@@ -137,7 +152,13 @@ async def _serve(args: argparse.Namespace, host: str, port: int) -> None:
         args.config, state_path=args.state, max_concurrency=args.max_concurrency, shard=args.shard
     )
     async with serve(
-        monitor, host, port, args.enable_lifecycle, web_config, max_connections=args.max_connections
+        monitor,
+        host,
+        port,
+        args.enable_lifecycle,
+        web_config,
+        max_connections=args.max_connections,
+        public=args.web_public,
     ) as stopping:
         await stopping.wait()
 
@@ -160,12 +181,13 @@ def _outages(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps([outage.as_dict() for outage in outages], indent=1))
         return 0
-    rows = [["scope", "key", "started (UTC)", "ended (UTC)", "duration", "failures", "evidence"]]
+    rows = [["id", "scope", "key", "started (UTC)", "ended (UTC)", "duration", "failures", "evidence"]]
     for outage in outages:
         duration = (outage.ended_at or time.time()) - outage.started_at
         evidence = ", ".join(f"{reason}={count}" for reason, count in outage.evidence.most_common(3))
         rows.append(
             [
+                outage.id[:8],
                 outage.scope.value,
                 outage.key,
                 _utc(outage.started_at),
@@ -176,6 +198,21 @@ def _outages(args: argparse.Namespace) -> int:
             ]
         )
     print(_columns(rows))
+    return 0
+
+
+def _report(args: argparse.Namespace) -> int:
+    try:
+        outage, context = Journal.read_with_context(args.state, args.outage_id)
+    except JournalError as exc:
+        print(f"monitor report: {exc}", file=sys.stderr)
+        return 2
+    text = render_report(outage, context, args.format)
+    if args.output:
+        with open(args.output, "w", encoding="utf-8") as output:
+            output.write(text)
+    else:
+        sys.stdout.write(text)
     return 0
 
 

@@ -280,11 +280,12 @@ async def serve(
     enable_lifecycle: bool,
     web_config: WebConfig | None = None,
     max_connections: int = 512,
+    public: bool = False,
 ) -> AsyncIterator[asyncio.Event]:
     """Start probing and serving; yield an event set by SIGTERM or SIGINT; stop cleanly."""
     raise_open_files_limit()
     await monitor.start()
-    app = build_app(monitor, enable_lifecycle=enable_lifecycle, web_config=web_config)
+    app = build_app(monitor, enable_lifecycle=enable_lifecycle, web_config=web_config, public=public)
     # The idle timeout runs from the connection's start and from each response, and a half-sent
     # request does not extend it: it is also the header-read timeout (slowloris).
     runner = web.AppRunner(

@@ -17,6 +17,7 @@ from monitor.catalog.schema import AnalysisOptions
 from monitor.outages.asn import ASNResolver
 from monitor.outages.book import OutageBook
 from monitor.outages.consistency import consistent
+from monitor.outages.history import ShareHistory
 from monitor.outages.journal import Journal
 from monitor.outages.outage import Outage, Scope
 from monitor.outages.rules import CauseKind, CountryState, OutageKey, Snapshot, TargetView, judge
@@ -54,6 +55,7 @@ class Analyzer:
         self.asn_resolver: ASNResolver | None = None
         self.resolved_asn: dict[str, int] = {}
         self.countries: dict[str, CountryState] = {}
+        self.history = ShareHistory()
         self.flapping: set[str] = set()
         self.frozen = True  # blind or warming up at the last verdict: outages neither open nor close
         self.gate = VantageGate(self.options.vantage_quorum, clock())
@@ -294,6 +296,7 @@ class Analyzer:
         snapshot = self.snapshot()
         verdict = judge(snapshot)
         self.countries = verdict.countries
+        self.history.record(snapshot.now, verdict.countries)
         self.frozen = verdict.frozen
         self.book.reconcile(verdict, snapshot.now, self._streak_failures)
         for name, ((scope, _), _) in verdict.cause.items():

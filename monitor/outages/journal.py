@@ -169,22 +169,40 @@ class Journal:
     @staticmethod
     def read(path: str | Path, since: float | None = None) -> list[Outage]:
         """Outages that were open at any time after `since`, newest first (read-only)."""
-        path = Path(path)
-        if not path.exists():
-            raise JournalError(f"{path}: no such journal")
+        return _query(
+            path,
+            "ended_at IS NULL OR ended_at >= ? ORDER BY started_at DESC",
+            (since if since is not None else 0.0,),
+        )
+
+    @staticmethod
+    def read_with_context(path: str | Path, outage_id: str) -> tuple[Outage, list[Outage]]:
+        """The outage whose id is or starts with `outage_id` (at least 6 characters, as git takes
+        a commit), and the other outages of its country that overlapped it, oldest first."""
+        if len(outage_id) < 6 or not all(c in "0123456789abcdef" for c in outage_id):
+            raise JournalError(f"{outage_id!r} is not an outage id (at least 6 of its hex digits)")
+        found = _query(path, "id LIKE ? ORDER BY started_at", (outage_id + "%",))
+        if not found:
+            raise JournalError(f"{path}: no outage with id {outage_id}")
+        if len(found) > 1:
+            raise JournalError(f"{path}: {len(found)} outages have ids starting with {outage_id}; give more")
+        outage = found[0]
+        return outage, outage.context(Journal.read(path, since=outage.started_at))
+
+
+def _query(path: str | Path, where: str, parameters: tuple[object, ...]) -> list[Outage]:
+    path = Path(path)
+    if not path.exists():
+        raise JournalError(f"{path}: no such journal")
+    try:
+        db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=2.0)
         try:
-            db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=2.0)
-            try:
-                rows = db.execute(
-                    f"SELECT {_COLUMNS} FROM outages WHERE ended_at IS NULL OR ended_at >= ? "
-                    "ORDER BY started_at DESC",
-                    (since if since is not None else 0.0,),
-                ).fetchall()
-            finally:
-                db.close()
-        except sqlite3.Error as exc:
-            raise JournalError(f"{path}: {exc}") from None
-        return [_outage(row) for row in rows]
+            rows = db.execute(f"SELECT {_COLUMNS} FROM outages WHERE {where}", parameters).fetchall()
+        finally:
+            db.close()
+    except sqlite3.Error as exc:
+        raise JournalError(f"{path}: {exc}") from None
+    return [_outage(row) for row in rows]
 
 
 _UPSERT = (

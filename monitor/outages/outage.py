@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 from collections import Counter
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
@@ -54,6 +55,31 @@ class Outage:
     phases: list[dict[str, Any]] = field(default_factory=list)  # each change of verdict: {verdict, at}
     id: str = field(default_factory=lambda: uuid.uuid4().hex)
 
+    @property
+    def effective_verdict(self) -> str:
+        return self.verdict or SCOPE_VERDICT[self.scope]
+
+    def context(self, others: Iterable[Outage]) -> list[Outage]:
+        """The outages it absorbed and the others of its country that overlapped it, oldest first:
+        what went dark before, with and after it."""
+        end = self.ended_at if self.ended_at is not None else float("inf")
+        return sorted(
+            (
+                other
+                for other in others
+                if other.id != self.id
+                and (
+                    other.absorbed_by == self.id
+                    or (
+                        other.country == self.country
+                        and other.started_at <= end
+                        and (other.ended_at is None or other.ended_at >= self.started_at)
+                    )
+                )
+            ),
+            key=lambda other: other.started_at,
+        )
+
     def as_dict(self) -> dict[str, Any]:
         return {
             "id": self.id,
@@ -68,7 +94,7 @@ class Outage:
             "evidence": dict(self.evidence.most_common()),
             "targets": self.targets,
             "absorbed_by": self.absorbed_by,
-            "verdict": self.verdict or SCOPE_VERDICT[self.scope],
+            "verdict": self.effective_verdict,
             "details": self.details,
             "phases": self.phases,
         }

@@ -27,6 +27,7 @@ import dns.rcode
 from aiohttp.http_exceptions import LineTooLong
 
 __all__ = [
+    "FAILURE_MEANINGS",
     "Failure",
     "Phase",
     "ProbeFailure",
@@ -77,6 +78,33 @@ class Failure(StrEnum):
     HTTP_PROTOCOL_ERROR = "http_protocol_error"
     LOCAL_ERROR = "local_error"  # our own shortage (descriptors, buffers, memory, ports): no evidence
 
+
+# For people reading a report: what each failure string says about the path, in plain words.
+FAILURE_MEANINGS: dict[Failure, str] = {
+    Failure.DNS_NXDOMAIN: "the resolver says the name does not exist",
+    Failure.DNS_NO_ANSWER: "the name exists but has no address of the type asked for",
+    Failure.DNS_SERVFAIL: "the resolver could not resolve the name (its upstream failed)",
+    Failure.DNS_REFUSED: "the resolver refused to answer",
+    Failure.DNS_TIMEOUT: "no answer from the resolver: queries or answers were dropped",
+    Failure.DNS_BOGON: "the answer points into reserved address space, a signature of DNS injection",
+    Failure.DNS_ERROR: "the resolver's answer was garbage or malformed",
+    Failure.TCP_REFUSED: "the host answered the connection attempt with a refusal (nothing listens)",
+    Failure.TCP_TIMEOUT: "connection attempts got no answer: packets were dropped on the way",
+    Failure.TCP_RESET: "the connection was reset as it opened",
+    Failure.TCP_UNREACHABLE: "a router said the host or network cannot be reached",
+    Failure.TLS_TIMEOUT: "the connection opened but the TLS handshake never completed",
+    Failure.TLS_RESET: "the connection was cut during the TLS handshake, a signature of SNI filtering",
+    Failure.TLS_CERT_INVALID: "the certificate was expired, for another name or from an unknown authority",
+    Failure.TLS_ERROR: "the TLS handshake failed",
+    Failure.HTTP_TIMEOUT: "the server accepted the request and did not answer in time",
+    Failure.HTTP_RESET: "the connection was cut while the page was requested or sent",
+    Failure.HTTP_STATUS: "the server answered with an error status",
+    Failure.HTTP_BODY_MISMATCH: "the page did not hold what it should (a block page or a substitute)",
+    Failure.HTTP_TOO_MANY_REDIRECTS: "the server redirected too many times",
+    Failure.HTTP_TOO_LARGE: "the answer was larger than the probe accepts",
+    Failure.HTTP_PROTOCOL_ERROR: "the answer was not valid HTTP",
+    Failure.LOCAL_ERROR: "the monitor itself ran short of resources (never evidence about a target)",
+}
 
 _MAX_DETAIL = 300
 

@@ -1,4 +1,5 @@
-"""The HTTP face of the daemon: /metrics, /healthz, /probe, /-/reload and the JSON API."""
+"""The HTTP face of the daemon: the status page, /metrics, /healthz, /probe, /-/reload and the
+JSON API with its outage reports."""
 
 from __future__ import annotations
 
@@ -18,10 +19,13 @@ from monitor.catalog.catalog import Catalog, adhoc_target
 from monitor.catalog.durations import parse_duration
 from monitor.outages.analysis import Analyzer
 from monitor.outages.journal import Journal, JournalError
+from monitor.outages.outage import Outage
 from monitor.probing.latest import LatestResults
 from monitor.probing.prober import Prober
 from monitor.probing.result import ProbeResult
 from monitor.serving.exposition import metrics_text, probe_text
+from monitor.serving.report import REPORT_FORMATS, render_report
+from monitor.serving.status_page import JOURNAL_DAYS, StatusPage
 from monitor.serving.webconfig import WebConfig
 
 __all__ = ["ClientErrorLogger", "build_app"]
@@ -43,6 +47,7 @@ class Served(Protocol):
 
 
 MONITOR_KEY = web.AppKey("monitor", Served)
+PUBLIC_KEY = web.AppKey("public", bool)
 
 
 class ClientErrorLogger(logging.LoggerAdapter[logging.Logger]):
@@ -64,16 +69,25 @@ def _one_line(exc: HttpProcessingError) -> str:
 
 
 def build_app(
-    monitor: Served, *, enable_lifecycle: bool = False, web_config: WebConfig | None = None
+    monitor: Served,
+    *,
+    enable_lifecycle: bool = False,
+    web_config: WebConfig | None = None,
+    public: bool = False,
 ) -> web.Application:
+    """`public`: the status page without target internals, and no /api/status or /probe (which
+    tell anyone what the monitor probes and how); /metrics stays for Prometheus."""
     middleware = web_config.auth_middleware() if web_config else None
     app = web.Application(middlewares=[middleware] if middleware else [])
     app[MONITOR_KEY] = monitor
+    app[PUBLIC_KEY] = public
     app.router.add_get("/metrics", _metrics)
     app.router.add_get("/healthz", _healthz)
-    app.router.add_get("/probe", _probe)
-    app.router.add_get("/api/status", _status)
+    if not public:
+        app.router.add_get("/probe", _probe)
+        app.router.add_get("/api/status", _status)
     app.router.add_get("/api/outages", _outages)
+    app.router.add_get("/api/outages/{id}/report", _report)
     app.router.add_get("/", _index)
     if enable_lifecycle:
         app.router.add_post("/-/reload", _reload)
@@ -196,32 +210,75 @@ async def _status(request: web.Request) -> web.Response:
 
 
 async def _outages(request: web.Request) -> web.Response:
-    monitor = request.app[MONITOR_KEY]
     try:
         window = parse_duration(request.query.get("since", "24h"))
     except ValueError as exc:
         return web.json_response({"error": str(exc)}, status=400)
     since = time.time() - window
-    journal = monitor.analyzer.journal
-    source = "memory"
-    outages = monitor.analyzer.outages()
-    if journal is not None and journal.healthy:
-        try:
-            outages = await asyncio.to_thread(Journal.read, journal.path, since)
-            source = "journal"
-        except JournalError:
-            pass
-    listed = [outage.as_dict() for outage in outages if outage.ended_at is None or outage.ended_at >= since]
+    outages, source = await _recorded_outages(request.app[MONITOR_KEY], since)
+    public = request.app[PUBLIC_KEY]
+    listed = [_listed(outage, public) for outage in outages]
     return web.json_response({"source": source, "since": since, "outages": listed})
 
 
+def _listed(outage: Outage, public: bool) -> dict[str, Any]:
+    listed = outage.as_dict()
+    if public:
+        listed["targets"] = len(outage.targets)
+    return listed
+
+
+async def _recorded_outages(monitor: Served, since: float) -> tuple[list[Outage], str]:
+    """Outages open at any time after `since`: from the journal when it can be read, else the
+    ones held in memory; and which of the two it was."""
+    journal = monitor.analyzer.journal
+    if journal is not None and journal.healthy:
+        try:
+            return await asyncio.to_thread(Journal.read, journal.path, since), "journal"
+        except JournalError:
+            pass
+    outages = monitor.analyzer.outages()
+    return [outage for outage in outages if outage.ended_at is None or outage.ended_at >= since], "memory"
+
+
+async def _report(request: web.Request) -> web.Response:
+    monitor = request.app[MONITOR_KEY]
+    fmt = request.query.get("format", "html")
+    if fmt not in REPORT_FORMATS:
+        return web.Response(status=400, text=f"format must be one of {', '.join(REPORT_FORMATS)}\n")
+    wanted = request.match_info["id"]
+    journal = monitor.analyzer.journal
+    try:
+        if journal is not None and journal.healthy:
+            outage, context = await asyncio.to_thread(Journal.read_with_context, journal.path, wanted)
+        else:
+            found = [outage for outage in monitor.analyzer.outages() if outage.id == wanted]
+            if not found:
+                raise JournalError(f"no outage with id {wanted} in memory")
+            outage, context = found[0], found[0].context(monitor.analyzer.outages())
+    except JournalError as exc:
+        return web.Response(status=404, text=f"{exc}\n")
+    if request.app[PUBLIC_KEY]:
+        outage = dataclasses.replace(outage, targets=[])
+    text = render_report(outage, context, "markdown" if fmt == "markdown" else "html")
+    content_type = "text/markdown" if fmt == "markdown" else "text/html"
+    return web.Response(text=text, content_type=content_type, charset="utf-8")
+
+
 async def _index(request: web.Request) -> web.Response:
-    paths = ("/metrics", "/api/status", "/healthz")
-    links = "".join(f'<li><a href="{path}">{path}</a></li>' for path in paths)
+    monitor = request.app[MONITOR_KEY]
+    now = time.time()
+    journal, source = await _recorded_outages(monitor, now - JOURNAL_DAYS * 86400)
+    page = StatusPage.gather(
+        monitor.analyzer,
+        monitor.catalog,
+        monitor.results,
+        journal,
+        journal_source=source,
+        public=request.app[PUBLIC_KEY],
+        now=now,
+    )
+    text = await asyncio.to_thread(page.render)
     return web.Response(
-        content_type="text/html",
-        text=(
-            f"<!doctype html><title>Shutdown monitor</title><h1>Shutdown monitor {__version__}</h1>"
-            f"<ul>{links}</ul>"
-        ),
+        text=text, content_type="text/html", charset="utf-8", headers={"Cache-Control": "no-store"}
     )
