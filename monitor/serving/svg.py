@@ -103,9 +103,11 @@ def timeline(bars: Sequence[Bar], start: float, end: float, width: int = 720, ro
         left = x(bar.started_at)
         right = x(bar.ended_at if bar.ended_at is not None else end)
         colour = VERDICT_COLOURS.get(bar.verdict, "#9e9e9e")
+        label = escape(bar.label[:30])
+        bar_width = round(max(right - left, 3), 1)
         parts.append(
-            f'<text x="0" y="{top + row - 6}" font-size="11" fill="#212121">{escape(bar.label[:30])}</text>'
-            f'<rect class="bar" x="{left}" y="{top}" width="{round(max(right - left, 3), 1)}" height="{row - 4}" '
+            f'<text x="0" y="{top + row - 6}" font-size="11" fill="#212121">{label}</text>'
+            f'<rect class="bar" x="{left}" y="{top}" width="{bar_width}" height="{row - 4}" '
             f'fill="{colour}"><title>{escape(bar.label)}: {escape(bar.verdict)}</title></rect>'
         )
     return (

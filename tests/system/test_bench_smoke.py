@@ -149,3 +149,12 @@ def test_verdict_quick_side_by_side_with_a_commit(tmp_path: Path) -> None:
         assert set(result[side]) >= {"all up", "one network dark", "country dark"}
         assert all(figures["evaluate"] > 0 for figures in result[side].values() if isinstance(figures, dict))
     assert "ratio" in stdout
+
+
+def test_status_page_quick_against_the_json_of_the_same_data(tmp_path: Path) -> None:
+    result, stdout = _run("status_page", tmp_path / "status_page.json")
+    assert (result["targets"], result["requests"]) == (200, 5)
+    for path in ("/", "/ (public)", "/api/status"):
+        assert result[path]["median_ms"] > 0 and result[path]["kib"] > 0
+    assert result["/ (public)"]["kib"] < result["/"]["kib"]  # no target table
+    assert "vs /api/status" in stdout

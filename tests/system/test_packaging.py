@@ -11,7 +11,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[2]
 
 
-def test_the_docker_build_context_makes_a_wheel_with_every_module_and_the_console_script(
+def test_the_docker_build_context_makes_a_wheel_with_every_module_template_and_the_console_script(
     tmp_path: Path,
 ) -> None:
     context = tmp_path / "context"
@@ -38,7 +38,11 @@ def test_the_docker_build_context_makes_a_wheel_with_every_module_and_the_consol
     assert build.returncode == 0, build.stderr
     wheel = next((tmp_path / "dist").glob("*.whl"))
     names = set(zipfile.ZipFile(wheel).namelist())
-    sources = {str(path.relative_to(REPO)) for path in (REPO / "monitor").rglob("*.py")}
+    sources = {
+        str(path.relative_to(REPO))
+        for pattern in ("*.py", "templates/*")
+        for path in (REPO / "monitor").rglob(pattern)
+    }
     assert sources <= names, sources - names
     entry_points = next(name for name in names if name.endswith("entry_points.txt"))
     assert "monitor = monitor.cli:main" in zipfile.ZipFile(wheel).read(entry_points).decode()

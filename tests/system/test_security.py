@@ -149,6 +149,8 @@ async def test_tls_and_basic_auth_protect_everything_but_healthz(
         assert await status("/metrics", PASSWORD) == 200
         assert await status("/api/status", PASSWORD) == 200
         assert await status("/probe?target=kazinform") == 401
+        assert await status("/") == 401  # the status page is the operator's view: behind the same door
+        assert await status("/", PASSWORD) == 200
         with pytest.raises(aiohttp.ClientError):
             async with (
                 aiohttp.ClientSession() as session,
