@@ -1,4 +1,3 @@
-# syntax=docker/dockerfile:1
 # Internet-shutdown monitor: `docker build -t shutdown-monitor .`
 # Mount the catalog at /etc/monitor/targets.yaml; the outage journal lives in /var/lib/monitor.
 FROM python:3.11-slim
@@ -25,8 +24,9 @@ USER 10001:10001
 
 EXPOSE 9143
 # /var/lib/monitor must exist and belong to 10001 before this line: a new named volume
-# copies that ownership.
-VOLUME ["/etc/monitor", "/var/lib/monitor"]
+# copies that ownership. /etc/monitor is not a volume: the catalog is mounted there read-only,
+# and a volume would add a writable anonymous one to a read-only container.
+VOLUME ["/var/lib/monitor"]
 
 # slim has no curl; a non-2xx answer raises, so the exit status is 1.
 HEALTHCHECK --interval=30s --timeout=5s --start-period=20s --retries=3 \

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import trustme
 
-__all__ = ["WRONG_HOST_NAME", "LabPKI"]
+__all__ = ["DAYS_LEFT", "LIFETIME_DAYS", "WRONG_HOST_NAME", "LabPKI"]
 
 # A name no lab host ever has, so a certificate for it is wrong for everyone.
 WRONG_HOST_NAME = "wrong-host.invalid"
@@ -19,6 +19,10 @@ def _server_context(cert: trustme.LeafCert) -> ssl.SSLContext:
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     cert.configure_cert(context)
     return context
+
+
+LIFETIME_DAYS = 90.0
+DAYS_LEFT = 60.0  # a site's certificate, issued a month ago
 
 
 class LabPKI:
@@ -40,16 +44,26 @@ class LabPKI:
         self.ca.configure_trust(context)
         return context
 
-    def issue(self, hostnames: Sequence[str]) -> trustme.LeafCert:
-        return self.ca.issue_cert(*hostnames)
+    def issue(self, hostnames: Sequence[str], days_left: float = DAYS_LEFT) -> trustme.LeafCert:
+        """A certificate for `hostnames` that expires in `days_left` days, from a 90-day lifetime
+        as Let's Encrypt issues them (trustme's default, valid until the year 3000, would leave
+        certificate expiry untested)."""
+        now = datetime.datetime.now(datetime.UTC)
+        return self.ca.issue_cert(
+            *hostnames,
+            not_before=now - datetime.timedelta(days=max(LIFETIME_DAYS - days_left, 1)),
+            not_after=now + datetime.timedelta(days=days_left),
+        )
 
-    def server_context(self, hostnames: Sequence[str]) -> ssl.SSLContext:
+    def server_context(self, hostnames: Sequence[str], days_left: float = DAYS_LEFT) -> ssl.SSLContext:
         """A server context with a valid lab certificate for all of `hostnames`."""
-        return _server_context(self.issue(hostnames))
+        return _server_context(self.issue(hostnames, days_left))
 
-    def reissue(self, context: ssl.SSLContext, hostnames: Sequence[str]) -> None:
+    def reissue(
+        self, context: ssl.SSLContext, hostnames: Sequence[str], days_left: float = DAYS_LEFT
+    ) -> None:
         """Give a live server context a new certificate; new handshakes use it."""
-        self.issue(hostnames).configure_cert(context)
+        self.issue(hostnames, days_left).configure_cert(context)
 
     def expired_context(self, hostnames: Sequence[str]) -> ssl.SSLContext:
         """Signed by the lab CA for the right names, but it expired yesterday."""

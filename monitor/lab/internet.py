@@ -156,7 +156,7 @@ class SimulatedInternet:
             if server is None:
                 server = LabWebServer(ip, self.pki)
                 self._servers[ip] = server
-            server.add_host(fqdn)
+            server.add_host(fqdn, cert_days_left=host.cert_days_left)
             self.sites[host.name] = LabSite(host, fqdn, ip, server)
 
     def _populate_dns(self, server: LabDNSServer) -> None:

@@ -7,6 +7,7 @@ import ipaddress
 import zlib
 from dataclasses import dataclass
 
+from monitor.lab.certs import DAYS_LEFT
 from monitor.lab.web import Mode
 
 __all__ = [
@@ -49,6 +50,7 @@ class LabHost:
     initial_mode: Mode = Mode.UP
     declare_asn: bool = True
     region: str | None = None  # ISO 3166-2, e.g. KZ-75
+    cert_days_left: float = DAYS_LEFT  # when its certificate expires (HTTPS)
 
     @property
     def is_control(self) -> bool:

@@ -14,7 +14,7 @@ from types import TracebackType
 
 from aiohttp import web
 
-from monitor.lab.certs import LabPKI
+from monitor.lab.certs import DAYS_LEFT, LabPKI
 from monitor.lab.loopback import BlackholeListener, require_loopback
 
 __all__ = ["LabWebServer", "Mode", "VirtualHost"]
@@ -72,6 +72,7 @@ class LabWebServer:
         self._pki = pki
         self._vhosts: dict[str, VirtualHost] = {}
         self._ssl_context: ssl.SSLContext | None = None
+        self.cert_days_left = DAYS_LEFT  # its certificate's: the soonest of its hosts'
         for name in hosts:
             self.add_host(name)
         self._mode = Mode.UP
@@ -86,12 +87,19 @@ class LabWebServer:
     # --- virtual hosts -------------------------------------------------------------------
 
     def add_host(
-        self, name: str, *, status: int = 200, body: str | None = None, redirect: str | None = None
+        self,
+        name: str,
+        *,
+        status: int = 200,
+        body: str | None = None,
+        redirect: str | None = None,
+        cert_days_left: float = DAYS_LEFT,
     ) -> VirtualHost:
         vhost = VirtualHost(name.lower().rstrip("."), status, body, redirect)
         self._vhosts[vhost.name] = vhost
+        self.cert_days_left = min(self.cert_days_left, cert_days_left)
         if self._ssl_context is not None:
-            self._pki.reissue(self._ssl_context, self._cert_names())
+            self._pki.reissue(self._ssl_context, self._cert_names(), self.cert_days_left)
         return vhost
 
     def host(self, name: str) -> VirtualHost:
@@ -129,7 +137,7 @@ class LabWebServer:
         async with self._lock:
             if self._started:
                 return
-            self._ssl_context = self._pki.server_context(self._cert_names())
+            self._ssl_context = self._pki.server_context(self._cert_names(), self.cert_days_left)
             await self._bind()
             self._started = True
 

@@ -28,6 +28,7 @@ RULES = DEPLOY / "rules" / "monitor-alerts.yml"
 RULE_TESTS = DEPLOY / "rules" / "monitor-alerts.test.yml"
 PROMETHEUS_CONFIG = DEPLOY / "prometheus.yml"
 PROMETHEUS_LOCAL_CONFIG = DEPLOY / "prometheus-local.yml"
+PROMETHEUS_PROBE_CONFIG = DEPLOY / "prometheus-probe.yml"
 ALERTMANAGER_CONFIG = DEPLOY / "alertmanager.yml"
 DASHBOARDS = ROOT / "dashboards"
 METRICS_DOC = ROOT / "docs" / "metrics.md"
@@ -230,7 +231,11 @@ def test_only_vantage_offline_has_the_vantage_scope() -> None:
 # ------------------------------------------------------------------------------- prometheus
 
 
-@pytest.mark.parametrize("config", [PROMETHEUS_CONFIG, PROMETHEUS_LOCAL_CONFIG], ids=lambda path: path.name)
+@pytest.mark.parametrize(
+    "config",
+    [PROMETHEUS_CONFIG, PROMETHEUS_LOCAL_CONFIG, PROMETHEUS_PROBE_CONFIG],
+    ids=lambda path: path.name,
+)
 def test_prometheus_config_passes_promtool_check(config: Path) -> None:
     _assert_ok(_run(_tool("promtool"), "check", "config", config))
 
@@ -262,8 +267,21 @@ def test_local_prometheus_scrapes_the_monitor_on_loopback_with_the_rules_and_ale
     assert job["static_configs"][0]["targets"] == ["127.0.0.1:9143"]
 
 
+def test_the_two_ways_to_scrape_are_two_prometheus_configs_never_both_in_one() -> None:
+    jobs = {job["job_name"] for job in _yaml(PROMETHEUS_CONFIG)["scrape_configs"]}
+    assert "shutdown-monitor" in jobs and "shutdown-monitor-probe" not in jobs
+    (probe,) = _yaml(PROMETHEUS_PROBE_CONFIG)["scrape_configs"]
+    assert probe["job_name"] == "shutdown-monitor-probe"
+    assert "rule_files" not in _yaml(PROMETHEUS_PROBE_CONFIG)  # no outage state: the rules need /metrics
+    services = _yaml(ROOT / "docker-compose.yml")["services"]
+    assert "profiles" not in services["prometheus"]
+    assert services["prometheus-probe"]["profiles"] == ["probe"]
+    mount = "./deploy/prometheus-probe.yml:/etc/prometheus/prometheus.yml:ro"
+    assert mount in services["prometheus-probe"]["volumes"]
+
+
 def test_probe_job_uses_the_multi_target_pattern() -> None:
-    jobs = {job["job_name"]: job for job in _yaml(PROMETHEUS_CONFIG)["scrape_configs"]}
+    jobs = {job["job_name"]: job for job in _yaml(PROMETHEUS_PROBE_CONFIG)["scrape_configs"]}
     job = jobs["shutdown-monitor-probe"]
     assert job["metrics_path"] == "/probe"
     names = job["static_configs"][0]["targets"]
@@ -285,7 +303,7 @@ def test_probe_job_targets_are_names_in_the_catalog() -> None:
         pytest.skip("no targets.yaml in the repository")
     catalog = _yaml(catalog_path)
     names = {entry["name"] for key in ("targets", "controls") for entry in catalog.get(key) or []}
-    jobs = {job["job_name"]: job for job in _yaml(PROMETHEUS_CONFIG)["scrape_configs"]}
+    jobs = {job["job_name"]: job for job in _yaml(PROMETHEUS_PROBE_CONFIG)["scrape_configs"]}
     probed = set(jobs["shutdown-monitor-probe"]["static_configs"][0]["targets"])
     assert probed <= names, f"not in targets.yaml: {sorted(probed - names)}"
 
@@ -464,12 +482,30 @@ def test_dashboards_have_chained_multi_select_country_category_target_variables(
             var = variables[var_name]
             assert var["type"] == "query", (name, var_name)
             assert var["datasource"] == PANEL_DATASOURCE, (name, var_name)
-            assert var["multi"] and var["includeAll"], (name, var_name)
+            assert var["multi"], (name, var_name)
+            # target detail opens on one target (the first), not on all of them at once
+            one_target = name == "target-detail.json" and var_name == "target"
+            assert var["includeAll"] is not one_target, (name, var_name)
+            if one_target:
+                assert var["current"] == {}, name
             assert _variable_query(var).startswith("label_values("), (name, var_name)
         assert '=~"$country"' in _variable_query(variables["category"]), name
         assert {'=~"$country"', '=~"$category"'} <= {
             m.group() for m in re.finditer(r'=~"\$\w+"', _variable_query(variables["target"]))
         }, name
+
+
+def test_the_country_state_tile_reads_unknown_in_grey_and_counts_are_whole_numbers() -> None:
+    panels = {
+        (name, panel["title"]): panel for name, board in _dashboards().items() for panel in board["panels"]
+    }
+    state = panels[("country-overview.json", "Country state")]["fieldConfig"]["defaults"]["mappings"][0]
+    assert state["options"]["3"] == {"text": "UNKNOWN", "color": "#757575", "index": 3}
+    for (name, title), panel in panels.items():
+        for target in panel.get("targets", []):
+            if "increase(" in target["expr"]:  # extrapolated: 6.7016 failures means nothing to a reader
+                assert "round(" in target["expr"], (name, title)
+                assert panel["fieldConfig"]["defaults"]["decimals"] == 0, (name, title)
 
 
 def test_dashboard_queries_use_only_defined_and_known_grafana_variables() -> None:
@@ -548,6 +584,8 @@ def test_every_metric_in_rules_and_dashboards_is_documented() -> None:
 
 def test_image_runs_as_uid_10001_and_checks_healthz_on_the_exposed_port() -> None:
     dockerfile = (ROOT / "Dockerfile").read_text()
+    assert "# syntax=" not in dockerfile  # it makes every BuildKit build pull a frontend: no offline build
+    assert re.findall(r"^VOLUME (.+)$", dockerfile, re.M) == ['["/var/lib/monitor"]']  # not /etc/monitor
     assert re.search(r"^FROM python:3\.11-slim\b", dockerfile, re.M)
     assert re.search(r"^USER 10001(:10001)?$", dockerfile, re.M)
     assert re.search(r"^EXPOSE 9143$", dockerfile, re.M)
