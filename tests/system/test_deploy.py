@@ -603,6 +603,7 @@ def test_monitor_container_runs_read_only_without_capabilities() -> None:
     monitor = _yaml(ROOT / "docker-compose.yml")["services"]["monitor"]
     assert monitor["read_only"] is True
     assert monitor["cap_drop"] == ["ALL"]
+    assert monitor["security_opt"] == ["no-new-privileges:true"]
     assert "/tmp" in monitor["tmpfs"]
     assert "./targets.yaml:/etc/monitor/targets.yaml:ro" in monitor["volumes"]
 
