@@ -71,9 +71,9 @@ def _conclusion(monitor: Monitor, step: Step) -> str:
 
 _DEMO_BANNER = """\
 Shutdown monitor demo: a simulated Kazakhstan, January 2022, on loopback only (nothing leaves 127.0.0.0/8).
+  status page  http://{host}:{port}/  (open it in a browser; each outage has a report to publish)
   metrics      http://{host}:{port}/metrics
-  status       http://{host}:{port}/api/status
-  outages      http://{host}:{port}/api/outages
+  api          http://{host}:{port}/api/status  http://{host}:{port}/api/outages
   catalog      {config}  (lab DNS at {dns})
 Point Prometheus at it: prometheus --config.file=deploy/prometheus-local.yml  (scrapes {host}:{port},
 loads deploy/rules/); Grafana dashboards are in dashboards/. Ctrl-C stops the demo.
