@@ -10,11 +10,9 @@ from collections import deque
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from monitor.outages.rules import CountryState
+from monitor.outages.rules import BLIND_VERDICTS, CountryState
 
 __all__ = ["ShareHistory", "SharePoint"]
-
-_BLIND = ("self", "vantage", "unknown")
 
 
 @dataclass(slots=True)
@@ -32,7 +30,7 @@ class ShareHistory:
     def record(self, now: float, countries: Mapping[str, CountryState]) -> None:
         bucket = now - now % self.step
         for country, summary in countries.items():
-            ratio = None if summary.verdict in _BLIND else summary.ratio
+            ratio = None if summary.verdict in BLIND_VERDICTS else summary.ratio
             points = self._points.setdefault(country, deque(maxlen=int(self.window / self.step) + 1))
             if points and points[-1].at == bucket:
                 last = points[-1]

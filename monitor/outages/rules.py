@@ -25,6 +25,7 @@ from monitor.outages.state import Health
 from monitor.probing.result import ResolverAnswer
 
 __all__ = [
+    "BLIND_VERDICTS",
     "COUNTRY_STATES",
     "RULES",
     "VERDICTS",
@@ -58,6 +59,8 @@ VERDICTS = (
     "site",
     "normal",
 )
+# the verdicts that say nothing about the country: we cannot see it (yet)
+BLIND_VERDICTS = ("self", "vantage", "unknown")
 VANTAGE: OutageKey = (Scope.VANTAGE, "vantage")
 # the rows whose end gives their targets a fresh start
 _RELEASING = (Scope.COUNTRY, Scope.REGION, Scope.MOBILE, Scope.NETWORK)

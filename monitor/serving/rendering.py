@@ -62,5 +62,5 @@ def outage_view(outage: Outage, now: float, *, public: bool) -> dict[str, Any]:
         "evidence": outage.evidence.most_common(6),
         "target_count": len(outage.targets),
         "targets": [] if public else outage.targets[:20],
-        "survivors": list(outage.details.get("survivors", [])) if isinstance(outage.details, dict) else [],
+        "survivors": list(outage.details.get("survivors", [])),
     }

@@ -35,7 +35,6 @@ def render_report(
         explanation=explanation,
         how=_how(outage),
         phases=[{"verdict": phase.get("verdict", ""), "at": utc(phase.get("at"))} for phase in outage.phases],
-        survivors=outage.details.get("survivors", []),
         survivors_total=outage.details.get("survivors_total", 0),
         details=_plain_details(outage.details),
         targets=outage.targets,

@@ -16,6 +16,8 @@ from monitor import __version__
 from monitor.catalog.catalog import Catalog, Target
 from monitor.outages.analysis import Analyzer
 from monitor.outages.outage import Outage
+from monitor.outages.rules import BLIND_VERDICTS
+from monitor.outages.state import Health
 from monitor.probing.latest import LatestResults
 from monitor.serving.rendering import VERDICT_HEADLINES, environment, outage_view, utc, whole_seconds
 from monitor.serving.svg import VERDICT_COLOURS, Bar, sparkline, timeline
@@ -26,6 +28,7 @@ REFRESH_SECONDS = 30
 JOURNAL_DAYS = 7
 SPARK_HOURS = 6
 _MAX_TIMELINE_ROWS = 40
+_MAX_JOURNAL_ROWS = 200  # a week of a flapping catalog can hold thousands: the CLI lists them all
 
 
 @dataclass(slots=True)
@@ -39,6 +42,7 @@ class StatusPage:
     open_outages: list[dict[str, Any]] = field(default_factory=list)
     journal: list[dict[str, Any]] = field(default_factory=list)
     journal_source: str = "memory"
+    journal_more: int = 0  # outages of the week not listed
     timeline_svg: str = ""
     targets: list[dict[str, Any]] = field(default_factory=list)
 
@@ -67,7 +71,8 @@ class StatusPage:
             key=lambda outage: outage.started_at,
             reverse=True,
         )
-        page.journal = [outage_view(outage, now, public=public) for outage in listed]
+        page.journal = [outage_view(outage, now, public=public) for outage in listed[:_MAX_JOURNAL_ROWS]]
+        page.journal_more = max(len(listed) - _MAX_JOURNAL_ROWS, 0)
         bars = [
             Bar(outage.key, outage.started_at, outage.ended_at, outage.effective_verdict)
             for outage in listed[:_MAX_TIMELINE_ROWS]
@@ -94,20 +99,20 @@ def _country(analyzer: Analyzer, catalog: Catalog | None, code: str, now: float)
     headline, explanation = VERDICT_HEADLINES.get(summary.verdict, (summary.verdict.upper(), ""))
     region_names = catalog.regions.get(code, {}) if catalog is not None else {}
     history = analyzer.history
+    blind = summary.verdict in BLIND_VERDICTS
     return {
         "code": code,
         "verdict": summary.verdict,
         "headline": headline,
         "explanation": explanation,
-        "blind": headline == "UNKNOWN",
-        "ratio": None if headline == "UNKNOWN" else summary.ratio,
+        "blind": blind,
+        "ratio": None if blind else summary.ratio,
         "counted": summary.counted,
         "down": summary.down,
         "regions": [
             {"code": region, "name": region_names.get(region, region), "share": share}
             for region, share in sorted(summary.by_region.items())
         ],
-        "network_kinds": sorted(summary.by_network_kind.items()),
         "networks": _networks(analyzer, catalog, code),
         "sparkline": sparkline(history.points(code), now - SPARK_HOURS * 3600, now, history.step),
     }
@@ -123,10 +128,10 @@ def _networks(analyzer: Analyzer, catalog: Catalog | None, country: str) -> list
         state = analyzer.states.get(target.name)
         if target.is_control or target.country != country or asn is None or state is None:
             continue
-        if state.health.value == "unknown":
+        if state.health is Health.UNKNOWN:
             continue
         known[asn] += 1
-        up[asn] += state.health.value == "up"
+        up[asn] += state.health is Health.UP
     rows = []
     for asn in sorted(known):
         network = catalog.networks.get(asn)
