@@ -62,14 +62,22 @@ def reachable_targets(lab: Lab) -> list[str]:
     return sorted(name for name, host in lab.state()["hosts"].items() if host["mode"] == "up")
 
 
-def is_normal(daemon: Daemon, reachable: list[str]) -> bool:
+def is_normal(daemon: Daemon, reachable: list[str], since: float | None = None) -> bool:
+    """The country normal and every reachable target up; with `since`, each also probed with
+    success after it: a target that never reached `down_after` failures is up throughout, and a
+    new blackout before its next probe would find it still failing from the last one."""
     status = daemon.status()
-    states = {target["name"]: target["state"] for target in status["targets"]}
+    targets = {target["name"]: target for target in status["targets"]}
     country = status["countries"].get(COUNTRY, {})
+
+    def fresh(name: str) -> bool:
+        probe = targets[name]["last_probe"]
+        return since is None or (probe is not None and probe["success"] and probe["started_at"] > since)
+
     return (
         bool(status["vantage_online"])
         and country.get("state") == "normal"
-        and all(states.get(name) == "up" for name in reachable)
+        and all(name in targets and targets[name]["state"] == "up" and fresh(name) for name in reachable)
     )
 
 
@@ -129,8 +137,13 @@ def network_run(
     detected = wait_until(
         lambda: _network_outage_open(daemon), timeout=limit, what="a network outage", every=0.25
     )
+    restored_at = time.time()
     lab.post("/restore")
-    wait_until(lambda: is_normal(daemon, reachable), timeout=limit, what="every reachable target up again")
+    wait_until(
+        lambda: is_normal(daemon, reachable, since=restored_at),
+        timeout=limit,
+        what="every reachable target probed up again",
+    )
     wait_until(lambda: not daemon.status()["open_outages"], timeout=limit, what="no outage open")
     opened = opened_since(daemon, before)
     false_ones = _false_outages(opened, "network")
@@ -199,12 +212,16 @@ def one_run(
         what="the country state to be normal after the restore",
         every=POLL_SECONDS,
     )
-    wait_until(lambda: is_normal(daemon, reachable), timeout=limit, what="every reachable target up again")
+    wait_until(
+        lambda: is_normal(daemon, reachable, since=restored_at),
+        timeout=limit,
+        what="every reachable target probed up again",
+    )
     all_up = time.time() - restored_at
     wait_until(lambda: not daemon.status()["open_outages"], timeout=limit, what="no outage open")
     opened_outages = opened_since(daemon, before)
     print(
-        f"         normal again {back_to_normal:.1f} s after the restore, all up after {all_up:.1f} s",
+        f"         normal again {back_to_normal:.1f} s after the restore, every target probed up after {all_up:.1f} s",
         flush=True,
     )
     return {

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -39,11 +40,25 @@ def _run(script: str, out: Path, *extra: str, timeout: float = 150) -> tuple[dic
         str(out),
         *extra,
     ]
-    proc = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=timeout)
-    assert proc.returncode == 0, (
-        f"{' '.join(command)} exited {proc.returncode}\n{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}"
+    # Its own session: a benchmark that overruns is stopped with the lab and daemon it started,
+    # which would otherwise go on loading the machine under the tests that follow.
+    proc = subprocess.Popen(
+        command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True
     )
-    return json.loads(out.read_text()), proc.stdout
+    try:
+        stdout, stderr = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            stdout, stderr = proc.communicate(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            stdout, stderr = proc.communicate()
+        printed = f"{stdout[-4000:]}\n{stderr[-4000:]}"
+        raise AssertionError(f"{' '.join(command)} took over {timeout:g} s; it printed:\n{printed}") from None
+    printed = f"{stdout[-4000:]}\n{stderr[-4000:]}"
+    assert proc.returncode == 0, f"{' '.join(command)} exited {proc.returncode}\n{printed}"
+    return json.loads(out.read_text()), stdout
 
 
 def _machine_ok(result: dict[str, Any]) -> None:

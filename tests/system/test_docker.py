@@ -106,6 +106,13 @@ def docker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Docker]:
         except subprocess.TimeoutExpired:
             os.killpg(daemon.pid, signal.SIGKILL)
             daemon.wait(timeout=10)
+        _unmount_under(work)  # dockerd leaves its exec root's netns bind-mounted
+
+
+def _unmount_under(directory: Path) -> None:
+    mounts = [line.split()[1] for line in Path("/proc/self/mounts").read_text().splitlines()]
+    for mountpoint in sorted((m for m in mounts if m.startswith(f"{directory}/")), reverse=True):
+        subprocess.run(["umount", "--lazy", mountpoint], check=False, timeout=10)
 
 
 @pytest.fixture(scope="module")
