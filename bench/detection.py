@@ -221,7 +221,8 @@ def one_run(
     wait_until(lambda: not daemon.status()["open_outages"], timeout=limit, what="no outage open")
     opened_outages = opened_since(daemon, before)
     print(
-        f"         normal again {back_to_normal:.1f} s after the restore, every target probed up after {all_up:.1f} s",
+        f"         normal again {back_to_normal:.1f} s after the restore,"
+        f" every target probed up after {all_up:.1f} s",
         flush=True,
     )
     return {
