@@ -28,8 +28,9 @@ ARTIFACTS = Path(os.environ.get("MONITOR_TEST_ARTIFACTS", Path(__file__).parents
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
-    if not (os.path.exists(CHROMIUM) and os.path.exists(CHROMEDRIVER)):
-        pytest.skip("needs Debian's chromium and chromium-driver (scripts/setup-debian.sh installs them)")
+    for path, package in ((CHROMIUM, "chromium"), (CHROMEDRIVER, "chromium-driver")):
+        if not os.path.exists(path):
+            pytest.skip(f"{path} is missing (Debian package {package}; scripts/setup-debian.sh installs it)")
     webdriver = pytest.importorskip("selenium.webdriver", reason="needs selenium (pip install -e '.[test]')")
     from selenium.webdriver.chrome.service import Service
 
