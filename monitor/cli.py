@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import re
 import sys
 import time
 from collections.abc import Coroutine, Sequence
@@ -16,11 +17,13 @@ from monitor import __version__
 from monitor.catalog.catalog import Catalog, Target, adhoc_target, load_catalog
 from monitor.catalog.durations import format_duration, parse_duration
 from monitor.catalog.problems import ConfigError
-from monitor.catalog.schema import parse_host_port
+from monitor.catalog.schema import VANTAGE_NAME, parse_host_port
 from monitor.catalog.sharding import Shard, parse_shard
+from monitor.outages.consensus import MIN_VANTAGES, MergedOutage, merge
 from monitor.outages.journal import Journal, JournalError
 from monitor.probing.failures import Phase
 from monitor.probing.result import ProbeResult
+from monitor.serving.peers import Peers, check_peer_url, read_vantages
 from monitor.serving.report import REPORT_FORMATS, render_report
 from monitor.serving.webconfig import load_web_config
 
@@ -51,8 +54,12 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="monitor", description="Internet-shutdown monitor")
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     parser.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
-    parser.add_argument("--event-loop", default="auto", choices=["auto", "uvloop", "asyncio"],
-                        help="auto: uvloop when installed (about 10%% less CPU per probe), else asyncio")
+    parser.add_argument(
+        "--event-loop",
+        default="auto",
+        choices=["auto", "uvloop", "asyncio"],
+        help="auto: uvloop when installed (about 10%% less CPU per probe), else asyncio",
+    )
     commands = parser.add_subparsers(required=True, metavar="COMMAND")
 
     run = commands.add_parser("run", help="probe the catalog on schedule and serve /metrics")
@@ -63,6 +70,21 @@ def _parser() -> argparse.ArgumentParser:
         "--max-connections", type=int, default=512, help="web clients served at once, at most (others wait)"
     )
     run.add_argument("--state", help="SQLite outage journal (default: outages kept in memory only)")
+    run.add_argument(
+        "--vantage",
+        type=_vantage,
+        help="where this monitor runs (e.g. fra1), in its journal and API; overrides the catalog's vantage:",
+    )
+    run.add_argument(
+        "--peer",
+        dest="peers",
+        metavar="URL",
+        action="append",
+        type=_peer_url,
+        default=[],
+        help="another vantage's monitor (repeat it): /api/outages/merged merges its outages with ours",
+    )
+    run.add_argument("--peer-ca-file", help="CA certificates for https:// peers (default: the system's)")
     run.add_argument("--shard", type=_shard, help="probe only shard I of N of the catalog (e.g. 0/3)")
     run.add_argument("--web-config", help="TLS and basic auth for the web endpoints (see README)")
     run.add_argument("--enable-lifecycle", action="store_true", help="allow POST /-/reload")
@@ -80,8 +102,24 @@ def _parser() -> argparse.ArgumentParser:
     check.add_argument("targets", nargs="*", help="target names from the catalog, or URLs (default: all)")
     check.set_defaults(command=_check)
 
-    outages = commands.add_parser("outages", help="list outages from the journal")
-    outages.add_argument("--state", required=True, help="the SQLite journal written by `monitor run --state`")
+    outages = commands.add_parser("outages", help="list outages from the journal, or merged across vantages")
+    source = outages.add_mutually_exclusive_group(required=True)
+    source.add_argument("--state", help="the SQLite journal written by `monitor run --state`")
+    source.add_argument(
+        "--from",
+        dest="sources",
+        metavar="URL",
+        action="append",
+        type=_peer_url,
+        help="a monitor's base URL (repeat it, one per vantage): its outages merged with the others'",
+    )
+    outages.add_argument("--ca-file", help="CA certificates for https:// monitors (default: the system's)")
+    outages.add_argument(
+        "--min-vantages",
+        type=int,
+        default=MIN_VANTAGES,
+        help=f"vantages that must see an outage for it to be confirmed (default {MIN_VANTAGES})",
+    )
     outages.add_argument(
         "--since", default="24h", help="outages open at any time in this window (default 24h)"
     )
@@ -117,6 +155,19 @@ def _shard(text: str) -> Shard:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
+def _peer_url(text: str) -> str:
+    try:
+        return check_peer_url(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _vantage(text: str) -> str:
+    if not re.fullmatch(VANTAGE_NAME, text):
+        raise argparse.ArgumentTypeError(f"{text!r}: letters, digits, '.', '_' or '-', at most 63")
+    return text
+
+
 def _run_async(args: argparse.Namespace, main: Coroutine[Any, Any, _T]) -> _T:
     loop_factory = None
     if args.event_loop != "asyncio":
@@ -149,7 +200,11 @@ async def _serve(args: argparse.Namespace, host: str, port: int) -> None:
 
     web_config = load_web_config(args.web_config) if args.web_config else None
     monitor = Monitor(
-        args.config, state_path=args.state, max_concurrency=args.max_concurrency, shard=args.shard
+        args.config,
+        state_path=args.state,
+        max_concurrency=args.max_concurrency,
+        shard=args.shard,
+        vantage=args.vantage,
     )
     async with serve(
         monitor,
@@ -159,6 +214,7 @@ async def _serve(args: argparse.Namespace, host: str, port: int) -> None:
         web_config,
         max_connections=args.max_connections,
         public=args.web_public,
+        peers=Peers(args.peers, args.peer_ca_file),
     ) as stopping:
         await stopping.wait()
 
@@ -173,11 +229,13 @@ def _demo(args: argparse.Namespace) -> int:
 
 def _outages(args: argparse.Namespace) -> int:
     try:
-        since = time.time() - parse_duration(args.since)
-        outages = Journal.read(args.state, since)
+        window = parse_duration(args.since)
+        outages = [] if args.sources else Journal.read(args.state, time.time() - window)
     except (ValueError, JournalError) as exc:
         print(f"monitor outages: {exc}", file=sys.stderr)
         return 2
+    if args.sources:
+        return _merged_outages(args, window)
     if args.json:
         print(json.dumps([outage.as_dict() for outage in outages], indent=1))
         return 0
@@ -199,6 +257,45 @@ def _outages(args: argparse.Namespace) -> int:
         )
     print(_columns(rows))
     return 0
+
+
+def _merged_outages(args: argparse.Namespace, window: float) -> int:
+    answers = _run_async(args, read_vantages(args.sources, window, ca_file=args.ca_file))
+    for answer in answers:
+        if answer.error is not None:
+            print(f"monitor outages: {answer.source}: {answer.error}", file=sys.stderr)
+    merged = merge(answers, args.min_vantages)
+    if args.json:
+        vantages = [{"vantage": a.vantage, "source": a.source, "error": a.error} for a in answers]
+        print(json.dumps({"vantages": vantages, "outages": [entry.as_dict() for entry in merged]}, indent=1))
+    else:
+        print(_merged_table(merged))
+    return 0 if any(answer.error is None for answer in answers) else 1
+
+
+def _merged_table(merged: Sequence[MergedOutage]) -> str:
+    rows = [["scope", "key", "consensus", "seen by", "not seen by", "first seen (UTC)", "last seen (UTC)",
+             "evidence per vantage"]]  # fmt: skip
+    for entry in merged:
+        evidence = "; ".join(
+            f"{outage.vantage}: "
+            + (", ".join(f"{reason}={count}" for reason, count in outage.evidence.most_common(2)) or "-")
+            for outage in entry.sightings
+        )
+        last = entry.last_seen
+        rows.append(
+            [
+                entry.scope.value,
+                entry.key,
+                entry.consensus,
+                ",".join(entry.seen_by),
+                ",".join(entry.not_seen_by + [f"{name} (blind)" for name in entry.blind]) or "-",
+                _utc(entry.first_seen),
+                _utc(last) if last is not None else "ongoing",
+                evidence,
+            ]
+        )
+    return _columns(rows)
 
 
 def _report(args: argparse.Namespace) -> int:

@@ -42,6 +42,7 @@ from monitor.probing.prober import Prober
 from monitor.probing.result import ProbeResult
 from monitor.probing.scheduler import ProbeSchedule, quiet_apscheduler
 from monitor.serving.listener import LimitedListener
+from monitor.serving.peers import NO_PEERS, Peers
 from monitor.serving.web import ClientErrorLogger, build_app
 from monitor.serving.webconfig import WebConfig
 
@@ -93,8 +94,10 @@ class Monitor:
         state_path: str | Path | None = None,
         max_concurrency: int = 512,
         shard: Shard | None = None,
+        vantage: str | None = None,
     ) -> None:
         self.shard = shard
+        self._vantage_flag = vantage
         self.config_path = Path(config_path)
         self.registry = CollectorRegistry()
         for collector in (ProcessCollector, PlatformCollector, GCCollector):
@@ -156,8 +159,14 @@ class Monitor:
         catalog = load_catalog(self.config_path)
         return self.shard.select(catalog) if self.shard else catalog
 
+    @property
+    def vantage(self) -> str:
+        """Where this monitor runs: --vantage, else the catalog's `vantage:`, else unnamed ("")."""
+        return self.analyzer.book.vantage
+
     def _apply(self, catalog: Catalog) -> tuple[set[str], set[str], set[str]]:
         self.catalog = catalog
+        self.analyzer.book.vantage = self._vantage_flag or catalog.vantage or ""
         self.results.set_catalog(catalog)
         self.analyzer.set_catalog(catalog)
         changes = self.probes.apply(catalog)
@@ -281,11 +290,14 @@ async def serve(
     web_config: WebConfig | None = None,
     max_connections: int = 512,
     public: bool = False,
+    peers: Peers = NO_PEERS,
 ) -> AsyncIterator[asyncio.Event]:
     """Start probing and serving; yield an event set by SIGTERM or SIGINT; stop cleanly."""
     raise_open_files_limit()
     await monitor.start()
-    app = build_app(monitor, enable_lifecycle=enable_lifecycle, web_config=web_config, public=public)
+    app = build_app(
+        monitor, enable_lifecycle=enable_lifecycle, web_config=web_config, public=public, peers=peers
+    )
     # The idle timeout runs from the connection's start and from each response, and a half-sent
     # request does not extend it: it is also the header-read timeout (slowloris).
     runner = web.AppRunner(
@@ -312,8 +324,9 @@ async def serve(
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signum, stopping.set)
         log.info(
-            "probing %d targets, serving on %s://%s:%d/metrics",
+            "probing %d targets from vantage %s, serving on %s://%s:%d/metrics",
             len(monitor.catalog.targets) if monitor.catalog else 0,
+            monitor.vantage or "(unnamed)",
             "https" if ssl_context else "http",
             host,
             port,
@@ -324,7 +337,6 @@ async def serve(
         await listener.close()
         await monitor.stop()
         await runner.cleanup()
-
 
 
 class DaemonMetrics:

@@ -100,6 +100,7 @@ class Catalog:
     source: str = "<config>"
     networks: dict[int, NetworkEntry] = field(default_factory=dict)
     regions: dict[str, dict[str, str]] = field(default_factory=dict)  # country -> code -> name
+    vantage: str | None = None  # where the monitor runs (--vantage wins over it)
     by_name: dict[str, Target] = field(default_factory=dict, compare=False)
 
     def __post_init__(self) -> None:
@@ -176,6 +177,7 @@ def parse_catalog(text: str, filename: str = "<config>") -> Catalog:
         source=filename,
         networks=dict(document.networks),
         regions={country: dict(regions) for country, regions in document.regions.items()},
+        vantage=document.vantage,
     )
 
 

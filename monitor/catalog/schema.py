@@ -34,6 +34,7 @@ __all__ = [
     "KIND_KEYS",
     "NETWORK_KINDS",
     "SYSTEM",
+    "VANTAGE_NAME",
     "ASNLookup",
     "AnalysisOptions",
     "ConnectEntry",
@@ -242,6 +243,9 @@ NETWORK_KINDS = ("mobile", "fixed", "hosting", "transit")
 _REGION = r"^[A-Z]{2}-[A-Z0-9]{1,3}$"  # ISO 3166-2, e.g. KZ-75 (Almaty)
 Region = Annotated[str, Field(pattern=_REGION)]
 Country = Annotated[str, Field(pattern=r"^[A-Z]{2}$")]
+# where the monitor runs: a Prometheus label value people type, so a short plain word
+VANTAGE_NAME = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$"
+VantageName = Annotated[str, Field(pattern=VANTAGE_NAME)]
 
 
 class NetworkEntry(_Strict):
@@ -452,3 +456,4 @@ class Document(_Strict):
     # ISO 3166-2 codes per country with their names: {KZ: {KZ-75: Almaty, ...}}
     regions: dict[Country, dict[Region, str]] = Field(default_factory=dict)
     allow_adhoc: bool = False
+    vantage: VantageName | None = None

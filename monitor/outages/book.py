@@ -39,6 +39,7 @@ _BREADTH = {
 class OutageBook:
     def __init__(self, journal: Journal | None = None) -> None:
         self.journal = journal
+        self.vantage = ""  # stamped on each outage it opens
         self.open: dict[OutageKey, Outage] = {}
         self.opened_total: Counter[Scope] = Counter()
         self.cause: dict[str, tuple[OutageKey, CauseKind]] = {}  # from the latest verdict
@@ -99,6 +100,7 @@ class OutageBook:
             country=wanted.country,
             asn=wanted.asn,
             targets=list(wanted.members),
+            vantage=self.vantage,
         )
         self._update(outage, wanted, now)
         for name in wanted.members:
@@ -244,4 +246,3 @@ class OutageBook:
                 self._baselines_written = len(last_up)
         else:
             self._dirty = True
-

@@ -35,7 +35,8 @@ CREATE TABLE IF NOT EXISTS outages (
     absorbed_by TEXT,
     verdict TEXT NOT NULL DEFAULT '',
     details TEXT NOT NULL DEFAULT '{}',
-    phases TEXT NOT NULL DEFAULT '[]'
+    phases TEXT NOT NULL DEFAULT '[]',
+    vantage TEXT NOT NULL DEFAULT ''
 );
 CREATE INDEX IF NOT EXISTS outages_started ON outages (started_at);
 CREATE TABLE IF NOT EXISTS target_baseline (
@@ -47,7 +48,7 @@ CREATE TABLE IF NOT EXISTS target_baseline (
 
 _COLUMNS = (
     "id, scope, key, country, asn, started_at, ended_at, failures, evidence, targets, absorbed_by, "
-    "verdict, details, phases"
+    "verdict, details, phases, vantage"
 )
 _UPDATED = ("ended_at", "failures", "evidence", "targets", "absorbed_by", "verdict", "details", "phases")
 # Columns added since the first journals, with their definitions: added on open when missing.
@@ -56,6 +57,7 @@ _ADDED_COLUMNS = {
     "verdict": "TEXT NOT NULL DEFAULT ''",
     "details": "TEXT NOT NULL DEFAULT '{}'",
     "phases": "TEXT NOT NULL DEFAULT '[]'",
+    "vantage": "TEXT NOT NULL DEFAULT ''",
 }
 
 
@@ -240,12 +242,13 @@ def _row(outage: Outage) -> tuple[object, ...]:
         outage.verdict,
         json.dumps(outage.details),
         json.dumps(outage.phases),
+        outage.vantage,
     )
 
 
 def _outage(row: tuple[Any, ...]) -> Outage:
     (id_, scope, key, country, asn, started_at, ended_at, failures, evidence, targets, absorbed_by) = row[:11]
-    verdict, details, phases = row[11:]
+    verdict, details, phases, vantage = row[11:]
     return Outage(
         scope=Scope(scope),
         key=key,
@@ -260,5 +263,6 @@ def _outage(row: tuple[Any, ...]) -> Outage:
         verdict=verdict,
         details=json.loads(details),
         phases=list(json.loads(phases)),
+        vantage=vantage,
         id=id_,
     )

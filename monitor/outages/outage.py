@@ -53,6 +53,7 @@ class Outage:
     verdict: str = ""  # SCOPE_VERDICT, or "whitelist" for a country while some targets survive
     details: dict[str, Any] = field(default_factory=dict)  # the rule's evidence: survivors, regions...
     phases: list[dict[str, Any]] = field(default_factory=list)  # each change of verdict: {verdict, at}
+    vantage: str = ""  # where the monitor that saw it runs ("" when unnamed)
     id: str = field(default_factory=lambda: uuid.uuid4().hex)
 
     @property
@@ -80,6 +81,37 @@ class Outage:
             key=lambda other: other.started_at,
         )
 
+    @classmethod
+    def from_dict(cls, data: Any) -> Outage:
+        """An outage as `as_dict` gives it (the JSON of /api/outages); ValueError says what is wrong."""
+        if not isinstance(data, dict):
+            raise ValueError("an outage must be a JSON object")
+        try:
+            scope = Scope(data["scope"])
+            started_at, ended_at = float(data["started_at"]), data.get("ended_at")
+            targets = data.get("targets") or []
+            return cls(
+                scope,
+                str(data["key"]),
+                started_at,
+                country=data.get("country"),
+                asn=data.get("asn"),
+                targets=[str(name) for name in targets] if isinstance(targets, list) else [],
+                ended_at=None if ended_at is None else float(ended_at),
+                failures=int(data.get("failures", 0)),
+                evidence=Counter({str(k): int(v) for k, v in dict(data.get("evidence", {})).items()}),
+                absorbed_by=data.get("absorbed_by"),
+                verdict=str(data.get("verdict", "")),
+                details=dict(data.get("details", {})),
+                phases=list(data.get("phases", [])),
+                vantage=str(data.get("vantage", "")),
+                id=str(data["id"]),
+            )
+        except KeyError as exc:
+            raise ValueError(f"an outage needs {exc.args[0]!r}") from None
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"outage {data.get('id', '?')}: {exc}") from None
+
     def as_dict(self) -> dict[str, Any]:
         return {
             "id": self.id,
@@ -97,4 +129,5 @@ class Outage:
             "verdict": self.effective_verdict,
             "details": self.details,
             "phases": self.phases,
+            "vantage": self.vantage,
         }

@@ -38,6 +38,7 @@ class StatusPage:
     now: float
     public: bool
     vantage_online: bool
+    vantage: str = ""  # the monitor's --vantage name
     countries: list[dict[str, Any]] = field(default_factory=list)
     open_outages: list[dict[str, Any]] = field(default_factory=list)
     journal: list[dict[str, Any]] = field(default_factory=list)
@@ -59,7 +60,7 @@ class StatusPage:
         now: float | None = None,
     ) -> StatusPage:
         now = time.time() if now is None else now
-        page = cls(now, public, analyzer.vantage_online, journal_source=journal_source)
+        page = cls(now, public, analyzer.vantage_online, analyzer.book.vantage, journal_source=journal_source)
         page.countries = [_country(analyzer, catalog, code, now) for code in sorted(analyzer.countries)]
         page.open_outages = [
             outage_view(outage, now, public=public)

@@ -18,12 +18,14 @@ from monitor import __version__
 from monitor.catalog.catalog import Catalog, adhoc_target
 from monitor.catalog.durations import parse_duration
 from monitor.outages.analysis import Analyzer
+from monitor.outages.consensus import VantageOutages, merge
 from monitor.outages.journal import Journal, JournalError
 from monitor.outages.outage import Outage
 from monitor.probing.latest import LatestResults
 from monitor.probing.prober import Prober
 from monitor.probing.result import ProbeResult
 from monitor.serving.exposition import metrics_text, probe_text
+from monitor.serving.peers import NO_PEERS, Peers, read_vantages
 from monitor.serving.report import REPORT_FORMATS, render_report
 from monitor.serving.status_page import JOURNAL_DAYS, StatusPage
 from monitor.serving.webconfig import WebConfig
@@ -43,11 +45,15 @@ class Served(Protocol):
     catalog: Catalog | None
     started_at: float
 
+    @property
+    def vantage(self) -> str: ...
+
     def reload(self) -> bool: ...
 
 
 MONITOR_KEY = web.AppKey("monitor", Served)
 PUBLIC_KEY = web.AppKey("public", bool)
+PEERS_KEY = web.AppKey("peers", Peers)
 
 
 class ClientErrorLogger(logging.LoggerAdapter[logging.Logger]):
@@ -74,6 +80,7 @@ def build_app(
     enable_lifecycle: bool = False,
     web_config: WebConfig | None = None,
     public: bool = False,
+    peers: Peers = NO_PEERS,
 ) -> web.Application:
     """`public`: the status page without target internals, and no /api/status or /probe (which
     tell anyone what the monitor probes and how); /metrics stays for Prometheus."""
@@ -81,12 +88,14 @@ def build_app(
     app = web.Application(middlewares=[middleware] if middleware else [])
     app[MONITOR_KEY] = monitor
     app[PUBLIC_KEY] = public
+    app[PEERS_KEY] = peers
     app.router.add_get("/metrics", _metrics)
     app.router.add_get("/healthz", _healthz)
     if not public:
         app.router.add_get("/probe", _probe)
         app.router.add_get("/api/status", _status)
     app.router.add_get("/api/outages", _outages)
+    app.router.add_get("/api/outages/merged", _merged_outages)
     app.router.add_get("/api/outages/{id}/report", _report)
     app.router.add_get("/", _index)
     if enable_lifecycle:
@@ -200,6 +209,7 @@ async def _status(request: web.Request) -> web.Response:
     body = {
         "version": __version__,
         "uptime_seconds": round(time.time() - monitor.started_at, 3),
+        "vantage": monitor.vantage,
         "vantage_online": analyzer.vantage_online,
         "verdicts_frozen": analyzer.frozen,
         "countries": countries,
@@ -218,7 +228,36 @@ async def _outages(request: web.Request) -> web.Response:
     outages, source = await _recorded_outages(request.app[MONITOR_KEY], since)
     public = request.app[PUBLIC_KEY]
     listed = [_listed(outage, public) for outage in outages]
-    return web.json_response({"source": source, "since": since, "outages": listed})
+    monitor = request.app[MONITOR_KEY]
+    body = {
+        "vantage": monitor.vantage,
+        "countries": sorted(monitor.analyzer.countries),  # what this vantage can tell about
+        "source": source,
+        "since": since,
+        "outages": listed,
+    }
+    return web.json_response(body)
+
+
+async def _merged_outages(request: web.Request) -> web.Response:
+    """Our outages and our peers' (--peer), merged across vantages (monitor.outages.consensus)."""
+    try:
+        window = parse_duration(request.query.get("since", "24h"))
+    except ValueError as exc:
+        return web.json_response({"error": str(exc)}, status=400)
+    monitor, peers = request.app[MONITOR_KEY], request.app[PEERS_KEY]
+    outages, source = await _recorded_outages(monitor, time.time() - window)
+    ours = VantageOutages(
+        monitor.vantage or "local", source, tuple(outages), frozenset(monitor.analyzer.countries)
+    )
+    answers = [ours, *await read_vantages(peers.urls, window, ca_file=peers.ca_file)]
+    merged = [entry.as_dict() for entry in merge(answers)]
+    if request.app[PUBLIC_KEY]:
+        for entry in merged:
+            for sighting in entry["sightings"]:
+                sighting["targets"] = len(sighting["targets"])
+    vantages = [{"vantage": a.vantage, "source": a.source, "error": a.error} for a in answers]
+    return web.json_response({"vantages": vantages, "outages": merged})
 
 
 def _listed(outage: Outage, public: bool) -> dict[str, Any]:

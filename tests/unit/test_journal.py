@@ -23,15 +23,17 @@ INSERT INTO outages (id, scope, key, country, started_at, evidence, targets)
 
 def test_an_outage_round_trips_with_its_verdict_details_and_phases(tmp_path: Path) -> None:
     path = tmp_path / "journal.sqlite"
-    outage = Outage(Scope.COUNTRY, "KZ", 100.0, country="KZ", targets=["khabar"], verdict="whitelist")
+    outage = Outage(
+        Scope.COUNTRY, "KZ", 100.0, country="KZ", targets=["khabar"], verdict="whitelist", vantage="fra1"
+    )
     outage.details = {"survivors": ["kaspi", "nationalbank", "primeminister"], "regions": {"KZ-75": 4}}
     outage.phases = [{"verdict": "full", "at": 100.0}, {"verdict": "whitelist", "at": 200.0}]
     journal = Journal(path)
     assert journal.sync([outage], {"khabar": 90.0})
     journal.close()
     (read,) = Journal.read(path)
-    assert (read.verdict, read.details, read.phases) == (outage.verdict, outage.details, outage.phases)
-    assert read.as_dict()["verdict"] == "whitelist"
+    assert read == outage
+    assert read.as_dict()["verdict"] == "whitelist" and read.as_dict()["vantage"] == "fra1"
 
 
 def test_a_journal_of_the_first_schema_opens_and_gains_the_new_columns(tmp_path: Path) -> None:
@@ -41,7 +43,9 @@ def test_a_journal_of_the_first_schema_opens_and_gains_the_new_columns(tmp_path:
     db.close()
     journal = Journal(path)
     (old,), _ = journal.load()
-    assert (old.id, old.verdict, old.details, old.phases, old.absorbed_by) == ("old", "", {}, [], None)
+    assert (old.id, old.verdict, old.details, old.phases, old.absorbed_by, old.vantage) == (
+        "old", "", {}, [], None, ""
+    )
     assert old.as_dict()["verdict"] == "full" and old.evidence["tcp_timeout"] == 3
     old.ended_at = 300.0
     assert journal.sync([old], {})
