@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import os
 import re
 import sys
 import time
@@ -73,7 +74,9 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--vantage",
         type=_vantage,
-        help="where this monitor runs (e.g. fra1), in its journal and API; overrides the catalog's vantage:",
+        default=os.environ.get("MONITOR_VANTAGE") or None,
+        help="where this monitor runs (e.g. fra1), in its journal and API; overrides the catalog's "
+        "vantage: (default: $MONITOR_VANTAGE)",
     )
     run.add_argument(
         "--peer",

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -29,6 +30,10 @@ RULE_TESTS = DEPLOY / "rules" / "monitor-alerts.test.yml"
 PROMETHEUS_CONFIG = DEPLOY / "prometheus.yml"
 PROMETHEUS_LOCAL_CONFIG = DEPLOY / "prometheus-local.yml"
 PROMETHEUS_PROBE_CONFIG = DEPLOY / "prometheus-probe.yml"
+PROMETHEUS_AGENT_CONFIG = DEPLOY / "prometheus-agent.yml"
+PROMETHEUS_CENTRAL_CONFIG = DEPLOY / "prometheus-central.yml"
+GLOBAL_RULES = DEPLOY / "rules" / "global.yml"
+GLOBAL_RULE_TESTS = DEPLOY / "rules" / "global.test.yml"
 ALERTMANAGER_CONFIG = DEPLOY / "alertmanager.yml"
 DASHBOARDS = ROOT / "dashboards"
 METRICS_DOC = ROOT / "docs" / "metrics.md"
@@ -75,12 +80,17 @@ def _yaml(path: Path) -> Any:
     return yaml.safe_load(path.read_text())
 
 
-def _rules() -> list[dict[str, Any]]:
-    return [rule for group in _yaml(RULES)["groups"] for rule in group["rules"]]
+def _rules(path: Path = RULES) -> list[dict[str, Any]]:
+    return [rule for group in _yaml(path)["groups"] for rule in group["rules"]]
 
 
-def _alerts() -> dict[str, dict[str, Any]]:
-    return {rule["alert"]: rule for rule in _rules() if "alert" in rule}
+def _alerts(path: Path = RULES) -> dict[str, dict[str, Any]]:
+    return {rule["alert"]: rule for rule in _rules(path) if "alert" in rule}
+
+
+def _test_cases(path: Path) -> Iterator[dict[str, Any]]:
+    for group in _yaml(path)["tests"]:
+        yield from group.get("alert_rule_test", [])
 
 
 def _seconds(alert: str, key: str) -> float:
@@ -181,13 +191,39 @@ def test_alert_rule_unit_tests_pass() -> None:
     _assert_ok(_run(_tool("promtool"), "test", "rules", RULE_TESTS))
 
 
-def test_every_alert_has_a_firing_case_and_a_silent_case() -> None:
+def test_global_rules_pass_promtool_check_and_their_unit_tests() -> None:
+    _assert_ok(_run(_tool("promtool"), "check", "rules", GLOBAL_RULES))
+    _assert_ok(_run(_tool("promtool"), "test", "rules", GLOBAL_RULE_TESTS))
+
+
+@pytest.mark.parametrize(("rules", "tests"), [(RULES, RULE_TESTS), (GLOBAL_RULES, GLOBAL_RULE_TESTS)])
+def test_every_alert_has_a_firing_case_and_a_silent_case(rules: Path, tests: Path) -> None:
     cases: dict[str, set[bool]] = {}
-    for group in _yaml(RULE_TESTS)["tests"]:
-        for case in group.get("alert_rule_test", []):
-            cases.setdefault(case["alertname"], set()).add(bool(case.get("exp_alerts")))
-    for alert in _alerts():
+    for case in _test_cases(tests):
+        cases.setdefault(case["alertname"], set()).add(bool(case.get("exp_alerts")))
+    for alert in _alerts(rules):
         assert cases.get(alert) == {True, False}, f"{alert}: needs a firing and an exp_alerts: [] case"
+
+
+def test_global_alerts_carry_no_vantage_and_keep_the_per_vantage_names_and_scopes() -> None:
+    per_vantage = _alerts()
+    for name, rule in _alerts(GLOBAL_RULES).items():
+        assert "vantage" not in rule["labels"], name
+        assert rule["annotations"]["summary"].strip() and len(rule["annotations"]["description"]) > 80, name
+        if name in per_vantage:
+            assert rule["labels"] == per_vantage[name]["labels"], name
+        else:
+            assert rule["labels"]["scope"] in {"path", "monitor"}, name  # routed to the operator
+
+
+def test_the_global_rules_k_is_the_merged_views_default() -> None:
+    """`monitor outages --from` confirms an outage as the global rules do."""
+    from monitor.outages.consensus import MIN_VANTAGES
+
+    for name in ("CountryShutdown", "RegionalShutdown", "MobileShutdown", "NetworkOutage"):
+        expr = _alerts(GLOBAL_RULES)[name]["expr"]
+        assert re.findall(r":count >= (\d+)", expr) == [str(MIN_VANTAGES)], name
+        assert ":count * 2 >" in expr, f"{name}: and a majority of the voting vantages"
 
 
 def test_required_alerts_exist() -> None:
@@ -200,9 +236,9 @@ def test_required_alerts_exist() -> None:
 
 
 def test_every_alert_has_severity_scope_and_actionable_annotations() -> None:
-    for name, rule in _alerts().items():
+    for name, rule in [*_alerts().items(), *_alerts(GLOBAL_RULES).items()]:
         assert rule["labels"]["severity"] in {"warning", "critical"}, name
-        assert rule["labels"]["scope"] in OUTAGE_SCOPES | {"vantage", "monitor", "self"}, name
+        assert rule["labels"]["scope"] in OUTAGE_SCOPES | {"vantage", "monitor", "self", "path"}, name
         assert rule["annotations"]["summary"].strip(), name
         assert len(rule["annotations"]["description"]) > 80, name
 
@@ -233,11 +269,41 @@ def test_only_vantage_offline_has_the_vantage_scope() -> None:
 
 @pytest.mark.parametrize(
     "config",
-    [PROMETHEUS_CONFIG, PROMETHEUS_LOCAL_CONFIG, PROMETHEUS_PROBE_CONFIG],
+    [PROMETHEUS_CONFIG, PROMETHEUS_LOCAL_CONFIG, PROMETHEUS_PROBE_CONFIG, PROMETHEUS_CENTRAL_CONFIG],
     ids=lambda path: path.name,
 )
 def test_prometheus_config_passes_promtool_check(config: Path) -> None:
     _assert_ok(_run(_tool("promtool"), "check", "config", config))
+
+
+def test_the_agent_config_passes_promtool_check_in_agent_mode() -> None:
+    argv = [_tool("promtool"), "check", "config", "--agent", str(PROMETHEUS_AGENT_CONFIG)]
+    environment = {**os.environ, "VANTAGE": "fra1"}
+    result = subprocess.run(
+        argv, cwd=ROOT, capture_output=True, text=True, timeout=120, check=False, env=environment
+    )
+    _assert_ok(result)
+
+
+def test_each_vantage_agent_labels_its_samples_and_writes_them_to_the_central_prometheus() -> None:
+    agent = _yaml(PROMETHEUS_AGENT_CONFIG)
+    assert agent["global"]["external_labels"] == {"vantage": "${VANTAGE}"}
+    assert "rule_files" not in agent and "alerting" not in agent  # an agent evaluates nothing
+    (job,) = agent["scrape_configs"]
+    assert (job["job_name"], job["static_configs"][0]["targets"]) == ("shutdown-monitor", ["monitor:9143"])
+    (write,) = agent["remote_write"]
+    assert write["url"] == "http://prometheus-central:9090/api/v1/write"
+    central = _yaml(PROMETHEUS_CENTRAL_CONFIG)
+    rule_files = [(PROMETHEUS_CENTRAL_CONFIG.parent / path).resolve() for path in central["rule_files"]]
+    assert rule_files == [RULES.resolve(), GLOBAL_RULES.resolve()]
+    assert "external_labels" not in central.get("global", {})  # `vantage` comes with the samples
+    assert "shutdown-monitor" not in {job["job_name"] for job in central["scrape_configs"]}
+    services = _yaml(ROOT / "docker-compose.yml")["services"]
+    assert services["prometheus-agent"]["profiles"] == ["vantage"]
+    assert "--enable-feature=agent,expand-external-labels" in services["prometheus-agent"]["command"]
+    assert services["prometheus-central"]["profiles"] == ["central"]
+    assert "--web.enable-remote-write-receiver" in services["prometheus-central"]["command"]
+    assert services["monitor"]["environment"]["MONITOR_VANTAGE"] == "${VANTAGE:-}"
 
 
 def test_prometheus_loads_the_alert_rules_and_sends_to_alertmanager() -> None:
@@ -322,6 +388,13 @@ def test_alertmanager_config_passes_amtool_check() -> None:
         (["alertname=TargetDown", "scope=site", "country=KZ"], "outages"),
         (["alertname=VantageOffline", "scope=vantage"], "operator"),
         (["alertname=MonitorDown", "scope=monitor"], "operator"),
+        (["alertname=MonitorBlind", "scope=self"], "operator"),
+        # several vantages: one vantage's view, what they agree on, and a path problem
+        (["alertname=CountryShutdown", "scope=country", "country=KZ", "vantage=fra1"], "vantages"),
+        (["alertname=TargetDown", "scope=site", "country=KZ", "vantage=fra1"], "vantages"),
+        (["alertname=VantageOffline", "scope=vantage", "vantage=fra1"], "operator"),
+        (["alertname=PartialVisibility", "scope=path", "country=KZ"], "operator"),
+        (["alertname=VantageNotReporting", "scope=monitor", "vantage=fra1"], "operator"),
     ],
 )
 def test_outages_and_operator_alerts_reach_their_own_receivers(labels: list[str], receiver: str) -> None:
@@ -385,8 +458,12 @@ def test_network_outage_inhibits_only_the_sites_of_its_own_network_from_the_same
 
 
 def test_an_inhibiting_alert_fires_before_and_resolves_after_the_alerts_it_inhibits() -> None:
-    """Else the alerts it explains are sent when they start before it, or outlive it at the end."""
+    """Else the alerts it explains are sent when they start before it, or outlive it at the end.
+    (Across vantages the per-vantage alerts go to their own receiver: there the inhibition only
+    quiets it once the vantages agree.)"""
     for rule in _yaml(ALERTMANAGER_CONFIG)["inhibit_rules"]:
+        if any("vantage" in matcher for matcher in rule["source_matchers"] + rule["target_matchers"]):
+            continue
         sources = [name for matcher in rule["source_matchers"] for name in _alertnames(matcher)]
         targets = [name for matcher in rule["target_matchers"] for name in _alertnames(matcher)]
         for source, target in itertools.product(sources, targets):
@@ -422,10 +499,9 @@ def test_inhibitions_match_on_labels_the_alerts_carry_in_their_rule_tests() -> N
     target alert without one, such as TargetDown of a site with no `region`, is never silenced
     by that rule). `vantage` is empty by design."""
     labels: dict[str, list[set[str]]] = {}
-    for group in _yaml(RULE_TESTS)["tests"]:
-        for case in group.get("alert_rule_test", []):
-            for alert in case.get("exp_alerts") or []:
-                labels.setdefault(case["alertname"], []).append(set(alert["exp_labels"]))
+    for case in itertools.chain(_test_cases(RULE_TESTS), _test_cases(GLOBAL_RULE_TESTS)):
+        for alert in case.get("exp_alerts") or []:
+            labels.setdefault(case["alertname"], []).append(set(alert["exp_labels"]))
     for rule in _yaml(ALERTMANAGER_CONFIG)["inhibit_rules"]:
         equal = set(rule["equal"]) - {"vantage"}
         for matcher in rule["source_matchers"]:
