@@ -16,26 +16,37 @@ from __future__ import annotations
 
 import asyncio
 import re
-import shutil
 import time
 from collections.abc import AsyncIterator, Iterator
 from contextlib import AsyncExitStack
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 import aiohttp
 import pytest
 import pytest_asyncio
 import yaml
-from aiohttp import web
 
-from monitor.catalog.durations import format_duration, parse_duration
+from monitor.catalog.durations import parse_duration
 from monitor.lab.internet import SimulatedInternet
 from monitor.lab.presets import KAZAKHSTAN_STAYS_UP, KCELL, kazakhstan
 from monitor.lab.web import Mode
 from tests.system.daemon_harness import Daemon, free_port, start_daemon, until, write_fast_config
+from tests.system.prometheus_stack import (
+    ALERTMANAGER,
+    PROMETHEUS,
+    QueryError,
+    Server,
+    Webhook,
+    alertmanager_alerts,
+    alertmanager_config,
+    fast_rules,
+    label_key,
+    query,
+    start_server,
+    start_webhook,
+)
 from tests.system.test_deploy import (
     ALERTMANAGER_CONFIG,
     GRAFANA_VARIABLES,
@@ -47,8 +58,6 @@ from tests.system.test_deploy import (
     _variable_query,
 )
 
-PROMETHEUS = shutil.which("prometheus")
-ALERTMANAGER = shutil.which("prometheus-alertmanager") or shutil.which("alertmanager")
 if PROMETHEUS is None or ALERTMANAGER is None:
     pytest.skip(
         "needs the prometheus and alertmanager binaries (Debian: apt-get install prometheus "
@@ -79,113 +88,14 @@ RESEND_DELAY = "10m"
 FLUSH_SECONDS = 3 * parse_duration(ALERTMANAGER_TIMING["group_interval"])
 
 
-# ----------------------------------------------------------------------- the webhook receiver
-
-
-def _key(labels: dict[str, str]) -> tuple[tuple[str, str], ...]:
-    return tuple(sorted(labels.items()))
-
-
-@dataclass(frozen=True)
-class Delivery:
-    receiver: str
-    status: str
-    labels: dict[str, str]
-
-    def matches(self, **labels: str) -> bool:
-        return all(self.labels.get(name) == value for name, value in labels.items())
-
-
-@dataclass
-class Webhook:
-    """What Alertmanager's webhook_configs post, one Delivery per alert in each notification."""
-
-    deliveries: list[Delivery] = field(default_factory=list)
-
-    async def receive(self, request: web.Request) -> web.Response:
-        payload = await request.json()
-        for alert in payload["alerts"]:
-            self.deliveries.append(Delivery(payload["receiver"], alert["status"], alert["labels"]))
-        return web.Response(text="ok")
-
-    def since(self, mark: int, **labels: str) -> list[Delivery]:
-        return [delivery for delivery in self.deliveries[mark:] if delivery.matches(**labels)]
-
-    def latest_status(self) -> dict[tuple[tuple[str, str], ...], str]:
-        return {_key(d.labels): d.status for d in self.deliveries}
-
-
-# --------------------------------------------------------------------------- the processes
-
-
-@dataclass
-class Server:
-    name: str
-    process: asyncio.subprocess.Process
-    base: str
-    log: Path
-
-
-async def _start_server(
-    stack: AsyncExitStack, session: aiohttp.ClientSession, name: str, argv: list[str], port: int, log: Path
-) -> Server:
-    with open(log, "wb") as out:  # the child keeps its own copy of the fd
-        process = await asyncio.create_subprocess_exec(
-            *argv, stdin=asyncio.subprocess.DEVNULL, stdout=out, stderr=asyncio.subprocess.STDOUT
-        )
-    stack.push_async_callback(_stop, process)
-    server = Server(name, process, f"http://127.0.0.1:{port}", log)
-    await until(lambda: _ready(session, server), timeout=30, what=f"{name} to answer /-/ready")
-    return server
-
-
-async def _ready(session: aiohttp.ClientSession, server: Server) -> bool:
-    if server.process.returncode is not None:
-        raise AssertionError(f"{server.name} exited:\n{server.log.read_text()[-3000:]}")
-    try:
-        async with session.get(server.base + "/-/ready") as response:
-            return response.status == 200
-    except aiohttp.ClientError:
-        return False
-
-
-async def _stop(process: asyncio.subprocess.Process) -> None:
-    if process.returncode is not None:
-        return
-    process.terminate()
-    try:
-        await asyncio.wait_for(process.wait(), 10)
-    except TimeoutError:
-        process.kill()
-        await process.wait()
-
-
 def _alertmanager_config(webhook: str) -> dict[str, Any]:
     """deploy/alertmanager.yml with its routes and inhibitions as shipped, sending to `webhook`."""
-    config = yaml.safe_load(ALERTMANAGER_CONFIG.read_text())
-    routes = [config["route"]]
-    config["route"].update(ALERTMANAGER_TIMING)
-    while routes:
-        route = routes.pop()
-        for key in ALERTMANAGER_TIMING.keys() & route.keys():
-            route[key] = ALERTMANAGER_TIMING[key]
-        routes += route.get("routes", [])
-    for receiver in config["receivers"]:
-        assert set(receiver) == {"name", "webhook_configs"}, f"only webhooks are redirected: {receiver}"
-        for hook in receiver["webhook_configs"]:
-            hook["url"] = webhook + urlsplit(hook["url"]).path
-    return config
+    return alertmanager_config(ALERTMANAGER_CONFIG, webhook, ALERTMANAGER_TIMING)
 
 
 def _fast_rules() -> dict[str, Any]:
     """The test's copy of deploy/rules/monitor-alerts.yml: `for:` and `keep_firing_for:` / SPEEDUP."""
-    rules = yaml.safe_load(RULES.read_text())
-    for group in rules["groups"]:
-        for rule in group["rules"]:
-            for key in ("for", "keep_firing_for"):
-                if key in rule:
-                    rule[key] = format_duration(max(1.0, parse_duration(rule[key]) / SPEEDUP))
-    return rules
+    return fast_rules(RULES, SPEEDUP)
 
 
 def _fast_seconds(alert: str, key: str) -> float:
@@ -216,13 +126,7 @@ class Stack:
     session: aiohttp.ClientSession
 
     async def query(self, expr: str) -> list[dict[str, Any]]:
-        async with self.session.get(
-            self.prometheus.base + "/api/v1/query", params={"query": expr}
-        ) as response:
-            body = await response.json()
-        if body.get("status") != "success":
-            raise QueryError(f"{expr}: {body.get('errorType')}: {body.get('error')}")
-        return list(body["data"]["result"])
+        return await query(self.session, self.prometheus, expr)
 
     async def label_values(self, label: str, selector: str) -> list[str]:
         url = f"{self.prometheus.base}/api/v1/label/{label}/values"
@@ -233,14 +137,7 @@ class Stack:
         return list(body["data"])
 
     async def alertmanager_alerts(self, **labels: str) -> list[dict[str, Any]]:
-        """Alerts Alertmanager holds now (active, silenced or inhibited; resolved ones drop out)."""
-        async with self.session.get(self.alertmanager.base + "/api/v2/alerts") as response:
-            alerts = await response.json()
-        return [a for a in alerts if all(a["labels"].get(k) == v for k, v in labels.items())]
-
-
-class QueryError(AssertionError):
-    pass
+        return await alertmanager_alerts(self.session, self.alertmanager, **labels)
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
@@ -252,13 +149,7 @@ async def stack(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Stack
         session = await exits.enter_async_context(aiohttp.ClientSession())
         net = await exits.enter_async_context(kazakhstan(workdir=workdir / "lab"))
 
-        app = web.Application()
-        app.router.add_post("/alerts/{receiver}", webhook.receive)
-        runner = web.AppRunner(app)
-        await runner.setup()
-        exits.push_async_callback(runner.cleanup)
-        webhook_port = free_port()
-        await web.TCPSite(runner, "127.0.0.1", webhook_port).start()
+        webhook_base = await start_webhook(exits, webhook)
 
         daemon = await start_daemon(
             write_fast_config(net, workdir / "targets.yaml"), workdir / "journal.sqlite"
@@ -267,8 +158,8 @@ async def stack(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Stack
 
         am_port = free_port()
         am_config = workdir / "alertmanager.yml"
-        am_config.write_text(yaml.safe_dump(_alertmanager_config(f"http://127.0.0.1:{webhook_port}")))
-        alertmanager = await _start_server(exits, session, "alertmanager", [
+        am_config.write_text(yaml.safe_dump(_alertmanager_config(webhook_base)))
+        alertmanager = await start_server(exits, session, "alertmanager", [
             ALERTMANAGER, f"--config.file={am_config}", f"--storage.path={workdir / 'alertmanager'}",
             f"--web.listen-address=127.0.0.1:{am_port}", "--cluster.listen-address=",
         ], am_port, workdir / "alertmanager.log")  # fmt: skip
@@ -278,7 +169,7 @@ async def stack(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Stack
         rules.write_text(yaml.safe_dump(_fast_rules(), sort_keys=False))
         prom_config = workdir / "prometheus.yml"
         prom_config.write_text(yaml.safe_dump(_prometheus_config(rules, daemon, f"127.0.0.1:{am_port}")))
-        prometheus = await _start_server(exits, session, "prometheus", [
+        prometheus = await start_server(exits, session, "prometheus", [
             PROMETHEUS, f"--config.file={prom_config}", f"--storage.tsdb.path={workdir / 'prometheus'}",
             f"--web.listen-address=127.0.0.1:{prom_port}", f"--rules.alert.resend-delay={RESEND_DELAY}",
         ], prom_port, workdir / "prometheus.log")  # fmt: skip
@@ -316,7 +207,7 @@ async def _healthy_alerts(stack: Stack) -> set[tuple[tuple[str, str], ...]] | No
     ]
     if {a["labels"].get("target") for a in held} != down or any(a["status"]["inhibitedBy"] for a in held):
         return None
-    expected = {_key(a["labels"]) for a in held}
+    expected = {label_key(a["labels"]) for a in held}
     still_firing = {key for key, status in stack.webhook.latest_status().items() if status == "firing"}
     outage_keys = {key for key in still_firing if dict(key).get("scope") in OUTAGE_SCOPES}
     if {key for key in outage_keys if dict(key)["alertname"] != EXPIRING} != expected:
