@@ -636,8 +636,9 @@ def test_metric_name_parser_skips_functions_keywords_labels_and_durations() -> N
 def test_every_metric_in_rules_and_dashboards_is_documented() -> None:
     documented = _documented_metrics()
     assert "monitor_target_up" in documented and "monitor_schedule_lag_seconds_bucket" in documented
-    exprs = [(f"rule {rule.get('alert')}", rule["expr"]) for rule in _rules()]
-    for rule in _rules():
+    rules = _rules() + _rules(GLOBAL_RULES)
+    exprs = [(f"rule {rule.get('alert', rule.get('record'))}", rule["expr"]) for rule in rules]
+    for rule in rules:
         for annotation in rule.get("annotations", {}).values():
             exprs += [(f"rule {rule['alert']}", q) for q in re.findall(r"printf `([^`]*)`", annotation)]
     exprs += _dashboard_exprs()
