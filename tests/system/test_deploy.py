@@ -138,6 +138,7 @@ def _dashboard_exprs() -> list[tuple[str, str]]:
     return [(name, expr) for name, board in _dashboards().items() for expr in _exprs(board)]
 
 
+
 def _variables(board: dict[str, Any]) -> dict[str, dict[str, Any]]:
     return {var["name"]: var for var in board["templating"]["list"]}
 
@@ -569,6 +570,26 @@ def test_dashboards_have_chained_multi_select_country_category_target_variables(
         assert {'=~"$country"', '=~"$category"'} <= {
             m.group() for m in re.finditer(r'=~"\$\w+"', _variable_query(variables["target"]))
         }, name
+
+
+def test_every_dashboard_query_picks_its_vantage() -> None:
+    """On the central Prometheus of several vantages every series has a `vantage` (README,
+    "Scaling beyond one box"); with one monitor there is none, the variable is All and `.*`
+    matches the absent label."""
+    for name, board in _dashboards().items():
+        variable = _variables(board)["vantage"]
+        assert _variable_query(variable) == "label_values(monitor_vantage_online, vantage)", name
+        assert (variable["includeAll"], variable["allValue"], variable["multi"]) == (True, ".*", True), name
+        selectors = [
+            re.fullmatch(r"label_values\((.+),\s*\w+\)", _variable_query(v))
+            for v in board["templating"]["list"]
+            if v["name"] not in {"vantage", "datasource"}
+        ]
+        for expr in [*(found[1] for found in selectors if found), *_exprs(board)]:
+            for metric in _metric_names(expr):
+                for found in re.finditer(rf"\b{re.escape(metric)}\b(\{{)?", expr):
+                    picked = found.group(1) and expr[found.end() :].startswith('vantage=~"$vantage"')
+                    assert picked, (name, expr)
 
 
 def test_the_country_state_tile_reads_unknown_in_grey_and_counts_are_whole_numbers() -> None:

@@ -261,7 +261,10 @@ async def test_every_dashboard_query_runs_and_shows_data_on_a_healthy_network(
             found = re.fullmatch(r"label_values\((.+),\s*(\w+)\)", _variable_query(variable))
             if found:
                 values = await stack.label_values(found[2], _substitute(found[1]))
-                assert values, f"{name}: variable {variable['name']} has no values"
+                if variable["name"] == "vantage":  # one monitor: no such label, Grafana shows All
+                    assert values == [], f"{name}: {values}"
+                else:
+                    assert values, f"{name}: variable {variable['name']} has no values"
     print("panels without data on a healthy network:", sorted(empty) or "none")
     assert empty <= EMPTY_WHEN_HEALTHY, f"panels without data: {sorted(empty - EMPTY_WHEN_HEALTHY)}"
 

@@ -59,7 +59,9 @@ from tests.system.test_deploy import (
     PROMETHEUS_CENTRAL_CONFIG,
     ROOT,
     RULES,
+    _substitute,
 )
+from tests.system.test_e2e_prometheus import EMPTY_WHEN_HEALTHY, SHORT_WINDOWS, _panel_exprs
 
 if PROMETHEUS is None or ALERTMANAGER is None:
     pytest.skip(
@@ -257,6 +259,22 @@ async def _blackout(vantages: list[Vantage]) -> None:
 
 async def _restore(vantages: list[Vantage]) -> None:
     await asyncio.gather(*(vantage.net.restore_all() for vantage in vantages))
+
+
+async def test_every_dashboard_query_shows_data_for_one_vantage_and_for_all(healthy: Central) -> None:
+    async with healthy.session.get(
+        healthy.prometheus.base + "/api/v1/label/vantage/values",
+        params={"match[]": "monitor_vantage_online"},
+    ) as response:
+        assert (await response.json())["data"] == sorted(NAMES)
+    for vantage in ("sgp1", ".*"):
+        empty = set()
+        for where, expr in _panel_exprs():
+            if not await healthy.query(_substitute(expr.replace("$vantage", vantage), SHORT_WINDOWS)):
+                empty.add(where)
+        assert empty <= EMPTY_WHEN_HEALTHY, f"vantage {vantage}: panels without data: {sorted(empty)}"
+    one = await healthy.query('monitor_vantage_online{vantage=~"sgp1"}')
+    assert [sample["metric"]["vantage"] for sample in one] == ["sgp1"]
 
 
 async def test_a_country_dark_from_every_vantage_is_one_global_shutdown_delivered_once(
