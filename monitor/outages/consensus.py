@@ -30,7 +30,7 @@ class VantageOutages:
     """One vantage's answer: its outages and the countries it probes; or why it gave none."""
 
     vantage: str
-    source: str  # where it was read: a URL, or "local"
+    source: str  # where it was read: a URL, or "journal" / "memory" for our own
     outages: tuple[Outage, ...] = ()
     countries: frozenset[str] = frozenset()
     error: str | None = None

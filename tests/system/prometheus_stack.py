@@ -17,6 +17,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import aiohttp
+import pytest
 import yaml
 from aiohttp import web
 
@@ -36,12 +37,24 @@ __all__ = [
     "fast_rules",
     "label_key",
     "query",
+    "skip_unless_installed",
+    "start_alertmanager",
     "start_server",
     "start_webhook",
 ]
 
 PROMETHEUS = shutil.which("prometheus")
 ALERTMANAGER = shutil.which("prometheus-alertmanager") or shutil.which("alertmanager")
+
+
+def skip_unless_installed() -> None:
+    """At the top of a test module that needs both binaries."""
+    if PROMETHEUS is None or ALERTMANAGER is None:
+        pytest.skip(
+            "needs the prometheus and alertmanager binaries (Debian: apt-get install prometheus "
+            "prometheus-alertmanager)",
+            allow_module_level=True,
+        )
 
 
 def label_key(labels: dict[str, str]) -> tuple[tuple[str, str], ...]:
@@ -97,6 +110,11 @@ class Server:
     base: str
     log: Path
 
+    @property
+    def address(self) -> str:
+        """host:port, as a Prometheus configuration names a target."""
+        return self.base.removeprefix("http://")
+
 
 async def start_server(
     stack: AsyncExitStack,
@@ -136,6 +154,20 @@ async def _stop(process: asyncio.subprocess.Process) -> None:
     except TimeoutError:
         process.kill()
         await process.wait()
+
+
+async def start_alertmanager(
+    exits: AsyncExitStack, session: aiohttp.ClientSession, workdir: Path, config: dict[str, Any]
+) -> Server:
+    """Alertmanager with `config` on a free loopback port, alone (no cluster gossip)."""
+    assert ALERTMANAGER is not None
+    port = free_port()
+    path = workdir / "alertmanager.yml"
+    path.write_text(yaml.safe_dump(config))
+    return await start_server(exits, session, "alertmanager", [
+        ALERTMANAGER, f"--config.file={path}", f"--storage.path={workdir / 'alertmanager'}",
+        f"--web.listen-address=127.0.0.1:{port}", "--cluster.listen-address=",
+    ], port, workdir / "alertmanager.log")  # fmt: skip
 
 
 def alertmanager_config(path: Path, webhook: str, timing: dict[str, str]) -> dict[str, Any]:

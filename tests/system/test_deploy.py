@@ -500,9 +500,9 @@ def test_inhibitions_match_on_labels_the_alerts_carry_in_their_rule_tests() -> N
     target alert without one, such as TargetDown of a site with no `region`, is never silenced
     by that rule). `vantage` is empty by design."""
     labels: dict[str, list[set[str]]] = {}
-    for case in itertools.chain(_test_cases(RULE_TESTS), _test_cases(GLOBAL_RULE_TESTS)):
-        for alert in case.get("exp_alerts") or []:
-            labels.setdefault(case["alertname"], []).append(set(alert["exp_labels"]))
+    for test in itertools.chain(_test_cases(RULE_TESTS), _test_cases(GLOBAL_RULE_TESTS)):
+        for alert in test.get("exp_alerts") or []:
+            labels.setdefault(test["alertname"], []).append(set(alert["exp_labels"]))
     for rule in _yaml(ALERTMANAGER_CONFIG)["inhibit_rules"]:
         equal = set(rule["equal"]) - {"vantage"}
         for matcher in rule["source_matchers"]:

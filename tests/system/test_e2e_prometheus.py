@@ -44,6 +44,8 @@ from tests.system.prometheus_stack import (
     fast_rules,
     label_key,
     query,
+    skip_unless_installed,
+    start_alertmanager,
     start_server,
     start_webhook,
 )
@@ -58,12 +60,7 @@ from tests.system.test_deploy import (
     _variable_query,
 )
 
-if PROMETHEUS is None or ALERTMANAGER is None:
-    pytest.skip(
-        "needs the prometheus and alertmanager binaries (Debian: apt-get install prometheus "
-        "prometheus-alertmanager)",
-        allow_module_level=True,
-    )
+skip_unless_installed()
 
 pytestmark = [pytest.mark.e2e, pytest.mark.asyncio(loop_scope="module")]
 
@@ -156,19 +153,13 @@ async def stack(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Stack
         )
         exits.push_async_callback(daemon.stop)
 
-        am_port = free_port()
-        am_config = workdir / "alertmanager.yml"
-        am_config.write_text(yaml.safe_dump(_alertmanager_config(webhook_base)))
-        alertmanager = await start_server(exits, session, "alertmanager", [
-            ALERTMANAGER, f"--config.file={am_config}", f"--storage.path={workdir / 'alertmanager'}",
-            f"--web.listen-address=127.0.0.1:{am_port}", "--cluster.listen-address=",
-        ], am_port, workdir / "alertmanager.log")  # fmt: skip
+        alertmanager = await start_alertmanager(exits, session, workdir, _alertmanager_config(webhook_base))
 
         prom_port = free_port()
         rules = workdir / "monitor-alerts.fast.yml"
         rules.write_text(yaml.safe_dump(_fast_rules(), sort_keys=False))
         prom_config = workdir / "prometheus.yml"
-        prom_config.write_text(yaml.safe_dump(_prometheus_config(rules, daemon, f"127.0.0.1:{am_port}")))
+        prom_config.write_text(yaml.safe_dump(_prometheus_config(rules, daemon, alertmanager.address)))
         prometheus = await start_server(exits, session, "prometheus", [
             PROMETHEUS, f"--config.file={prom_config}", f"--storage.tsdb.path={workdir / 'prometheus'}",
             f"--web.listen-address=127.0.0.1:{prom_port}", f"--rules.alert.resend-delay={RESEND_DELAY}",

@@ -49,6 +49,8 @@ from tests.system.prometheus_stack import (
     alertmanager_config,
     fast_rules,
     query,
+    skip_unless_installed,
+    start_alertmanager,
     start_server,
     start_webhook,
 )
@@ -63,12 +65,7 @@ from tests.system.test_deploy import (
 )
 from tests.system.test_e2e_prometheus import EMPTY_WHEN_HEALTHY, SHORT_WINDOWS, _panel_exprs
 
-if PROMETHEUS is None or ALERTMANAGER is None:
-    pytest.skip(
-        "needs the prometheus and alertmanager binaries (Debian: apt-get install prometheus "
-        "prometheus-alertmanager)",
-        allow_module_level=True,
-    )
+skip_unless_installed()
 
 pytestmark = [pytest.mark.e2e, pytest.mark.asyncio(loop_scope="module")]
 
@@ -143,16 +140,14 @@ def _agent_config(daemon: Daemon, path: CuttablePath) -> dict[str, Any]:
     return config
 
 
-def _central_config(rule_files: list[Path], port: int, alertmanager_port: int) -> dict[str, Any]:
+def _central_config(rule_files: list[Path], port: int, alertmanager: str) -> dict[str, Any]:
     config = yaml.safe_load(PROMETHEUS_CENTRAL_CONFIG.read_text())
     config["global"].update({"evaluation_interval": "1s", "scrape_interval": "1s"})
     config["rule_files"] = [str(path) for path in rule_files]
-    config["alerting"]["alertmanagers"][0]["static_configs"] = [
-        {"targets": [f"127.0.0.1:{alertmanager_port}"]}
-    ]
-    local = {"prometheus": port, "alertmanager": alertmanager_port}
+    config["alerting"]["alertmanagers"][0]["static_configs"] = [{"targets": [alertmanager]}]
+    local = {"prometheus": f"127.0.0.1:{port}", "alertmanager": alertmanager}
     for job in config["scrape_configs"]:
-        job["static_configs"] = [{"targets": [f"127.0.0.1:{local[job['job_name']]}"]}]
+        job["static_configs"] = [{"targets": [local[job["job_name"]]]}]
     return config
 
 
@@ -165,15 +160,8 @@ async def central(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Cen
         session = await exits.enter_async_context(aiohttp.ClientSession())
         webhook_base = await start_webhook(exits, webhook)
 
-        am_port = free_port()
-        am_config = workdir / "alertmanager.yml"
-        am_config.write_text(
-            yaml.safe_dump(alertmanager_config(ALERTMANAGER_CONFIG, webhook_base, ALERTMANAGER_TIMING))
-        )
-        alertmanager = await start_server(exits, session, "alertmanager", [
-            ALERTMANAGER, f"--config.file={am_config}", f"--storage.path={workdir / 'alertmanager'}",
-            f"--web.listen-address=127.0.0.1:{am_port}", "--cluster.listen-address=",
-        ], am_port, workdir / "alertmanager.log")  # fmt: skip
+        config = alertmanager_config(ALERTMANAGER_CONFIG, webhook_base, ALERTMANAGER_TIMING)
+        alertmanager = await start_alertmanager(exits, session, workdir, config)
 
         rule_files = []
         for rules in (RULES, GLOBAL_RULES):
@@ -181,14 +169,16 @@ async def central(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Cen
             rule_files[-1].write_text(yaml.safe_dump(fast_rules(rules, SPEEDUP), sort_keys=False))
         central_port = free_port()
         central_config = workdir / "prometheus-central.yml"
-        central_config.write_text(yaml.safe_dump(_central_config(rule_files, central_port, am_port)))
+        central_config.write_text(
+            yaml.safe_dump(_central_config(rule_files, central_port, alertmanager.address))
+        )
         prometheus = await start_server(exits, session, "central prometheus", [
             PROMETHEUS, *_compose_flags("prometheus-central", "--web.enable-remote-write-receiver"),
             f"--config.file={central_config}", f"--storage.tsdb.path={workdir / 'central'}",
             f"--web.listen-address=127.0.0.1:{central_port}", f"--rules.alert.resend-delay={RESEND_DELAY}",
         ], central_port, workdir / "central.log")  # fmt: skip
 
-        vantages = {}
+        vantages: dict[str, Vantage] = {}
         for name in NAMES:
             home = workdir / name
             net = await exits.enter_async_context(kazakhstan(workdir=home / "lab"))
