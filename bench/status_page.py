@@ -51,6 +51,7 @@ class _Served:
         self.prober = cast(Prober, None)  # /probe is not measured
         self.catalog = analyzer.catalog
         self.started_at = time.time()
+        self.vantage = "bench"
 
     def reload(self) -> bool:
         return False
