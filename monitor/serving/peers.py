@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import ssl
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -17,6 +18,7 @@ from urllib.parse import urlsplit
 import aiohttp
 
 from monitor.catalog.durations import format_duration
+from monitor.catalog.schema import VANTAGE_NAME
 from monitor.outages.consensus import VantageOutages
 from monitor.outages.outage import Outage
 
@@ -83,22 +85,28 @@ async def _get_json(
         return json.loads(body)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise ValueError(f"not JSON: {exc}") from None
+    except RecursionError:
+        raise ValueError("not JSON: nested too deep") from None
 
 
 def _answer(body: Any, source: str) -> VantageOutages:
     if not isinstance(body, dict) or not isinstance(body.get("outages"), list):
         raise ValueError("not a monitor's /api/outages: no 'outages' list")
-    name = body.get("vantage") or urlsplit(source).netloc
+    name = body.get("vantage") or urlsplit(source).netloc.rpartition("@")[2]
+    if not isinstance(name, str) or not (re.fullmatch(VANTAGE_NAME, name) or name in source):
+        raise ValueError(f"'vantage' is not a vantage name: {str(name)[:80]!r}")
+    countries = body.get("countries", [])
+    if not isinstance(countries, list) or not all(isinstance(code, str) for code in countries):
+        raise ValueError("'countries' is not a list of country codes")
     outages = []
     for index, item in enumerate(body["outages"]):
         try:
             outage = Outage.from_dict(item)
         except ValueError as exc:
             raise ValueError(f"outages[{index}]: {exc}") from None
-        outage.vantage = str(name)  # the name it answers to now, for every outage it recorded
+        outage.vantage = name  # the name it answers to now, for every outage it recorded
         outages.append(outage)
-    countries = frozenset(str(code) for code in body.get("countries", ()))
-    return VantageOutages(str(name), source, tuple(outages), countries)
+    return VantageOutages(name, source, tuple(outages), frozenset(countries))
 
 
 def _unique_names(answers: list[VantageOutages]) -> list[VantageOutages]:

@@ -116,10 +116,16 @@ async def hostile_peers() -> AsyncIterator[dict[str, str]]:
     async def forbidden(request: web.Request) -> web.Response:
         return web.Response(status=401)
 
+    async def deep(request: web.Request) -> web.Response:
+        return web.Response(body=b"[" * 200_000, content_type="application/json")
+
+    async def impostor(request: web.Request) -> web.Response:
+        return web.json_response({"vantage": "<script>", "outages": []})
+
     async with AsyncExitStack() as exits:
         urls = {}
         for name, handler in [("not_json", not_json), ("wrong_shape", wrong_shape), ("endless", endless),
-                              ("forbidden", forbidden)]:  # fmt: skip
+                              ("forbidden", forbidden), ("deep", deep), ("impostor", impostor)]:  # fmt: skip
             app = web.Application()
             app.router.add_get("/api/outages", handler)
             runner = web.AppRunner(app)
@@ -146,6 +152,8 @@ async def test_peers_that_are_gone_or_hostile_are_unavailable_with_the_reason_ne
     assert reasons["wrong_shape"] == "outages[0]: an outage needs 'scope'"
     assert reasons["endless"] == "the answer is larger than 64 MiB"
     assert reasons["forbidden"].startswith("HTTP 401")
+    assert reasons["deep"] == "not JSON: nested too deep"
+    assert reasons["impostor"] == "'vantage' is not a vantage name: '<script>'"
     assert "Connect" in reasons["nobody"] or "refused" in reasons["nobody"].lower()
     for url in hostile_peers.values():
         assert url in err  # one stderr line each
