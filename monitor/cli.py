@@ -14,7 +14,10 @@ import time
 from collections.abc import Coroutine, Sequence
 from typing import Any, TypeVar
 
+import yaml
+
 from monitor import __version__
+from monitor.catalog.blocks_import import BlockImport, read_delegated, read_ipasn
 from monitor.catalog.catalog import Catalog, Target, adhoc_target, load_catalog
 from monitor.catalog.durations import format_duration, parse_duration
 from monitor.catalog.problems import ConfigError
@@ -145,6 +148,18 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("--once", action="store_true", help="play the timeline once and exit")
     demo.set_defaults(command=_demo)
 
+    blocks = commands.add_parser("blocks", help="end-user address blocks for the catalog's blocks:")
+    blocks_commands = blocks.add_subparsers(required=True, metavar="COMMAND")
+    blocks_import = blocks_commands.add_parser(
+        "import", help="blocks: from a downloaded RIR delegated file and/or pyasn IPASN file (never fetched)"
+    )
+    blocks_import.add_argument("--country", required=True, type=str.upper, help="ISO code, e.g. KZ")
+    blocks_import.add_argument("--ripe-delegated", metavar="FILE", help="RIR delegated(-extended) stats file")
+    blocks_import.add_argument("--ipasn", metavar="FILE", help="pyasn IPASN file (prefix, origin ASN)")
+    blocks_import.add_argument("--asn", type=int, action="append", default=[], help="keep only this network")
+    blocks_import.add_argument("--output", "-o", help="write the YAML here (default: standard output)")
+    blocks_import.set_defaults(command=_blocks_import)
+
     validate = commands.add_parser("validate", help="check targets.yaml without touching the network")
     validate.add_argument("--config", required=True)
     validate.set_defaults(command=_validate)
@@ -188,7 +203,9 @@ def _run_async(args: argparse.Namespace, main: Coroutine[Any, Any, _T]) -> _T:
 def _validate(args: argparse.Namespace) -> int:
     catalog = load_catalog(args.config)
     controls = len(catalog.controls)
-    print(f"{args.config}: OK, {len(catalog.targets) - controls} targets and {controls} controls")
+    slash24s = sum(block.size for block in catalog.blocks)
+    blocks = f", {len(catalog.blocks)} blocks ({slash24s} /24s)" if catalog.blocks else ""
+    print(f"{args.config}: OK, {len(catalog.targets) - controls} targets and {controls} controls{blocks}")
     return 0
 
 
@@ -299,6 +316,40 @@ def _merged_table(merged: Sequence[MergedOutage]) -> str:
             ]
         )
     return _columns(rows)
+
+
+def _blocks_import(args: argparse.Namespace) -> int:
+    if not args.ipasn:
+        print("monitor blocks import: --ipasn is needed: it says which network announces each block "
+              "(the delegated file names none)", file=sys.stderr)  # fmt: skip
+        return 2
+    if not re.fullmatch(r"[A-Z]{2}", args.country):
+        print(f"monitor blocks import: --country {args.country!r} is not an ISO code", file=sys.stderr)
+        return 2
+    try:
+        job = BlockImport(args.country, asns=frozenset(args.asn))
+        with open(args.ipasn, encoding="utf-8") as lines:
+            job.announced = read_ipasn(lines, args.ipasn)
+        if args.ripe_delegated:
+            with open(args.ripe_delegated, encoding="utf-8") as lines:
+                job.registered = read_delegated(lines, args.country, args.ripe_delegated)
+        sources = [os.path.basename(path) for path in (args.ripe_delegated, args.ipasn) if path]
+        entries = job.blocks(" + ".join(sources))
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        print(f"monitor blocks import: {exc}", file=sys.stderr)
+        return 2
+    slash24s = sum(1 << (24 - int(str(entry["prefix"]).split("/")[1])) for entry in entries)
+    text = yaml.safe_dump({"blocks": entries}, sort_keys=False, default_flow_style=None, width=200)
+    if args.output:
+        with open(args.output, "w", encoding="utf-8") as output:
+            output.write(text)
+    else:
+        sys.stdout.write(text)
+    summary = f"{len(entries)} blocks, {slash24s} /24s on {len({e['asn'] for e in entries})} networks"
+    if job.unannounced:
+        summary += f"; {job.unannounced} /24s registered to {args.country} but announced by nobody, left out"
+    print(summary, file=sys.stderr)
+    return 0
 
 
 def _report(args: argparse.Namespace) -> int:

@@ -8,6 +8,7 @@ only options that exist for it.
 from __future__ import annotations
 
 import dataclasses
+import itertools
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -18,8 +19,10 @@ from pydantic import ValidationError
 from monitor.catalog.problems import ConfigError, ConfigProblem
 from monitor.catalog.schema import (
     KIND_KEYS,
+    MAX_BLOCKS,
     AnalysisOptions,
     ASNLookup,
+    BlockEntry,
     ConnectSpec,
     Defaults,
     DNSSpec,
@@ -101,6 +104,7 @@ class Catalog:
     networks: dict[int, NetworkEntry] = field(default_factory=dict)
     regions: dict[str, dict[str, str]] = field(default_factory=dict)  # country -> code -> name
     vantage: str | None = None  # where the monitor runs (--vantage wins over it)
+    blocks: tuple[BlockEntry, ...] = ()  # end-user address space, watched per /24
     by_name: dict[str, Target] = field(default_factory=dict, compare=False)
 
     def __post_init__(self) -> None:
@@ -165,6 +169,7 @@ def parse_catalog(text: str, filename: str = "<config>") -> Catalog:
                 field_name = exc.args[1] if len(exc.args) > 1 else "target"
                 problems.append(_problem(filename, located, (*path, field_name), str(exc.args[0])))
     problems += _network_problems(document, located, filename)
+    problems += _block_problems(document, located, filename)
     if problems:
         raise ConfigError(problems)
     return Catalog(
@@ -178,6 +183,7 @@ def parse_catalog(text: str, filename: str = "<config>") -> Catalog:
         networks=dict(document.networks),
         regions={country: dict(regions) for country, regions in document.regions.items()},
         vantage=document.vantage,
+        blocks=tuple(document.blocks),
     )
 
 
@@ -208,6 +214,27 @@ def _network_problems(document: Document, located: LocatedYAML, filename: str) -
                     )
                 )
     return problems
+
+
+def _block_problems(document: Document, located: LocatedYAML, filename: str) -> list[ConfigProblem]:
+    """Each block's region is listed for its country; no two blocks overlap; not too many /24s."""
+    problems = []
+    for index, block in enumerate(document.blocks):
+        if block.region is not None and block.region not in document.regions.get(block.country, {}):
+            message = f"{block.region!r} is not a region of {block.country} listed in regions"
+            problems.append(_problem(filename, located, ("blocks", index, "region"), message))
+    ordered = sorted(range(len(document.blocks)), key=lambda index: document.blocks[index].network)
+    for before, after in itertools.pairwise(ordered):
+        first, second = document.blocks[before].network, document.blocks[after].network
+        if first.overlaps(second):
+            line = located.line_of(("blocks", before, "prefix"))
+            message = f"{second} overlaps {first} (line {line}): each /24 belongs to one block"
+            problems.append(_problem(filename, located, ("blocks", after, "prefix"), message))
+    total = sum(block.size for block in document.blocks)
+    if total > MAX_BLOCKS:
+        message = f"{total} /24s, more than {MAX_BLOCKS}: a few countries' end-user space, not more"
+        problems.append(_problem(filename, located, ("blocks",), message))
+    return sorted(problems, key=lambda problem: problem.line)
 
 
 def adhoc_target(catalog: Catalog, url: str) -> Target:

@@ -30,13 +30,16 @@ from pydantic import (
 from monitor.catalog.durations import parse_duration
 
 __all__ = [
+    "BLOCK_PREFIXLEN",
     "DEFAULT_BOGON_NETWORKS",
     "KIND_KEYS",
+    "MAX_BLOCKS",
     "NETWORK_KINDS",
     "SYSTEM",
     "VANTAGE_NAME",
     "ASNLookup",
     "AnalysisOptions",
+    "BlockEntry",
     "ConnectEntry",
     "ConnectSpec",
     "DNSEntry",
@@ -240,6 +243,8 @@ class AnalysisOptions(_Strict):
 
 
 NETWORK_KINDS = ("mobile", "fixed", "hosting", "transit")
+BLOCK_PREFIXLEN = 24  # the unit of liveness (Trinocular, IODA): one /24 of end-user addresses
+MAX_BLOCKS = 1 << 18  # /24s in a catalog: a few countries' end-user space, not the internet
 _REGION = r"^[A-Z]{2}-[A-Z0-9]{1,3}$"  # ISO 3166-2, e.g. KZ-75 (Almaty)
 Region = Annotated[str, Field(pattern=_REGION)]
 Country = Annotated[str, Field(pattern=r"^[A-Z]{2}$")]
@@ -256,6 +261,39 @@ class NetworkEntry(_Strict):
     country: str | None = Field(default=None, pattern=r"^[A-Z]{2}$")
     regions: list[Region] = Field(default_factory=list)
     source: str | None = None
+
+
+class BlockEntry(_Strict):
+    """End-user address space of a monitored country (`blocks:`), watched as its /24s."""
+
+    prefix: str
+    asn: int = Field(ge=1, le=4294967295)
+    country: Country
+    region: Region | None = None
+    kind: Literal["mobile", "fixed", "hosting", "transit"] | None = None
+    source: str | None = None
+
+    @field_validator("prefix")
+    @classmethod
+    def _ipv4_network(cls, value: str) -> str:
+        try:
+            network = ipaddress.ip_network(value, strict=True)
+        except ValueError as exc:
+            raise ValueError(f"{value!r} is not a network prefix: {exc}") from None
+        if network.version != 4:
+            raise ValueError("only IPv4 blocks: liveness is watched per IPv4 /24")
+        if network.prefixlen > BLOCK_PREFIXLEN:
+            raise ValueError(f"{network} is smaller than a /24, the unit of liveness")
+        return str(network)
+
+    @property
+    def network(self) -> ipaddress.IPv4Network:
+        return ipaddress.IPv4Network(self.prefix)
+
+    @property
+    def size(self) -> int:
+        """How many /24s it holds."""
+        return 1 << (BLOCK_PREFIXLEN - self.network.prefixlen)
 
 
 class Defaults(_Strict):
@@ -457,3 +495,4 @@ class Document(_Strict):
     regions: dict[Country, dict[Region, str]] = Field(default_factory=dict)
     allow_adhoc: bool = False
     vantage: VantageName | None = None
+    blocks: list[BlockEntry] = Field(default_factory=list)
