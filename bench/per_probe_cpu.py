@@ -132,7 +132,7 @@ def dns_address_for_blackbox() -> tuple[str | None, str]:
     if os.geteuid() != 0:
         return None, "not root: cannot bind port 53 nor bind-mount /etc/resolv.conf in a mount namespace"
     if shutil.which("unshare") is None:
-        return None, "unshare(1) is missing"
+        return None, "unshare(1) is missing (Debian package util-linux)"
     for last in range(2, 30):
         ip = f"127.0.0.{last}"
         if port_is_free(ip, 53):

@@ -23,11 +23,11 @@ BLACKBOX = "prometheus-blackbox-exporter"
 
 def _blackbox_unavailable() -> str | None:
     if shutil.which(BLACKBOX) is None and not Path(f"/usr/bin/{BLACKBOX}").exists():
-        return f"{BLACKBOX} is not installed"
+        return f"{BLACKBOX} is not installed (the Debian package; scripts/setup-debian.sh installs it)"
     if os.geteuid() != 0:
         return "not root: the lab DNS cannot bind port 53 for blackbox_exporter's resolver"
     if shutil.which("unshare") is None:
-        return "unshare(1) is missing: no private /etc/resolv.conf for blackbox_exporter"
+        return "unshare(1) is missing (Debian package util-linux): no private resolv.conf for blackbox"
     return None
 
 
