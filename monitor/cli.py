@@ -21,7 +21,7 @@ from monitor.catalog.blocks_import import BlockImport, read_delegated, read_ipas
 from monitor.catalog.catalog import Catalog, Target, adhoc_target, load_catalog
 from monitor.catalog.durations import format_duration, parse_duration
 from monitor.catalog.problems import ConfigError
-from monitor.catalog.schema import VANTAGE_NAME, parse_host_port
+from monitor.catalog.schema import VANTAGE_NAME, BlockEntry, parse_host_port
 from monitor.catalog.sharding import Shard, parse_shard
 from monitor.outages.consensus import MIN_VANTAGES, MergedOutage, merge
 from monitor.outages.journal import Journal, JournalError
@@ -286,7 +286,7 @@ def _merged_outages(args: argparse.Namespace, window: float) -> int:
             print(f"monitor outages: {answer.source}: {answer.error}", file=sys.stderr)
     merged = merge(answers, args.min_vantages)
     if args.json:
-        vantages = [{"vantage": a.vantage, "source": a.source, "error": a.error} for a in answers]
+        vantages = [answer.as_dict() for answer in answers]
         print(json.dumps({"vantages": vantages, "outages": [entry.as_dict() for entry in merged]}, indent=1))
     else:
         print(_merged_table(merged))
@@ -338,7 +338,7 @@ def _blocks_import(args: argparse.Namespace) -> int:
     except (OSError, UnicodeDecodeError, ValueError) as exc:
         print(f"monitor blocks import: {exc}", file=sys.stderr)
         return 2
-    slash24s = sum(1 << (24 - int(str(entry["prefix"]).split("/")[1])) for entry in entries)
+    slash24s = sum(BlockEntry.model_validate(entry).size for entry in entries)
     text = yaml.safe_dump({"blocks": entries}, sort_keys=False, default_flow_style=None, width=200)
     if args.output:
         with open(args.output, "w", encoding="utf-8") as output:

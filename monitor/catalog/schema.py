@@ -10,7 +10,7 @@ from __future__ import annotations
 import ipaddress
 import re
 from dataclasses import dataclass
-from typing import Annotated, Any, ClassVar, Literal, TypeVar
+from typing import Annotated, Any, ClassVar, Literal, TypeVar, get_args
 from urllib.parse import parse_qsl, urlsplit
 
 import dns.rcode
@@ -242,7 +242,8 @@ class AnalysisOptions(_Strict):
         return self
 
 
-NETWORK_KINDS = ("mobile", "fixed", "hosting", "transit")
+NetworkKind = Literal["mobile", "fixed", "hosting", "transit"]
+NETWORK_KINDS: tuple[str, ...] = get_args(NetworkKind)
 BLOCK_PREFIXLEN = 24  # the unit of liveness (Trinocular, IODA): one /24 of end-user addresses
 MAX_BLOCKS = 1 << 18  # /24s in a catalog: a few countries' end-user space, not the internet
 _REGION = r"^[A-Z]{2}-[A-Z0-9]{1,3}$"  # ISO 3166-2, e.g. KZ-75 (Almaty)
@@ -257,7 +258,7 @@ class NetworkEntry(_Strict):
     """A network of the monitored countries, keyed by its ASN in `networks:`."""
 
     name: str = Field(min_length=1)
-    kind: Literal["mobile", "fixed", "hosting", "transit"]
+    kind: NetworkKind
     country: str | None = Field(default=None, pattern=r"^[A-Z]{2}$")
     regions: list[Region] = Field(default_factory=list)
     source: str | None = None
@@ -270,7 +271,7 @@ class BlockEntry(_Strict):
     asn: int = Field(ge=1, le=4294967295)
     country: Country
     region: Region | None = None
-    kind: Literal["mobile", "fixed", "hosting", "transit"] | None = None
+    kind: NetworkKind | None = None
     source: str | None = None
 
     @field_validator("prefix")

@@ -13,7 +13,7 @@ Outages of a vantage's own (uplink, process) are never merged: they are `own`.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -34,6 +34,9 @@ class VantageOutages:
     outages: tuple[Outage, ...] = ()
     countries: frozenset[str] = frozenset()
     error: str | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"vantage": self.vantage, "source": self.source, "error": self.error}
 
 
 @dataclass(slots=True)
@@ -61,7 +64,8 @@ class MergedOutage:
         ends = [outage.ended_at for outage in self.sightings]
         return None if None in ends else max(end for end in ends if end is not None)
 
-    def as_dict(self) -> dict[str, Any]:
+    def as_dict(self, sighting: Callable[[Outage], dict[str, Any]] = Outage.as_dict) -> dict[str, Any]:
+        """`sighting` writes each vantage's outage (the API's public view counts its targets)."""
         return {
             "scope": self.scope.value,
             "key": self.key,
@@ -73,7 +77,7 @@ class MergedOutage:
             "not_seen_by": self.not_seen_by,
             "blind": self.blind,
             "unavailable": self.unavailable,
-            "sightings": [outage.as_dict() for outage in self.sightings],
+            "sightings": [sighting(outage) for outage in self.sightings],
         }
 
 

@@ -67,7 +67,7 @@ async def _read(
         body = await _get_json(session, f"{url}/api/outages", since, context)
         return _answer(body, shown)
     except (aiohttp.ClientError, OSError, TimeoutError, ValueError) as exc:
-        return VantageOutages(urlsplit(url).netloc.rpartition("@")[2], shown, error=_reason(exc))
+        return VantageOutages(_host(url), shown, error=_reason(exc))
 
 
 async def _get_json(
@@ -92,9 +92,10 @@ async def _get_json(
 def _answer(body: Any, source: str) -> VantageOutages:
     if not isinstance(body, dict) or not isinstance(body.get("outages"), list):
         raise ValueError("not a monitor's /api/outages: no 'outages' list")
-    name = body.get("vantage") or urlsplit(source).netloc.rpartition("@")[2]
-    if not isinstance(name, str) or not (re.fullmatch(VANTAGE_NAME, name) or name in source):
-        raise ValueError(f"'vantage' is not a vantage name: {str(name)[:80]!r}")
+    given = body.get("vantage")
+    if given and not (isinstance(given, str) and re.fullmatch(VANTAGE_NAME, given)):
+        raise ValueError(f"'vantage' is not a vantage name: {str(given)[:80]!r}")
+    name = given or _host(source)  # an unnamed monitor goes by its address
     countries = body.get("countries", [])
     if not isinstance(countries, list) or not all(isinstance(code, str) for code in countries):
         raise ValueError("'countries' is not a list of country codes")
@@ -117,18 +118,23 @@ def _unique_names(answers: list[VantageOutages]) -> list[VantageOutages]:
         if names.count(answer.vantage) == 1:
             unique.append(answer)
             continue
-        name = f"{answer.vantage}@{urlsplit(answer.source).netloc}"
+        name = f"{answer.vantage}@{_host(answer.source)}"
         for outage in answer.outages:
             outage.vantage = name
         unique.append(VantageOutages(name, answer.source, answer.outages, answer.countries, answer.error))
     return unique
 
 
+def _host(url: str) -> str:
+    """host:port of a URL, without its user and password."""
+    return urlsplit(url).netloc.rpartition("@")[2]
+
+
 def _without_password(url: str) -> str:
     parts = urlsplit(url)
     if parts.password is None:
         return url
-    return parts._replace(netloc=f"{parts.username}:***@{parts.netloc.rpartition('@')[2]}").geturl()
+    return parts._replace(netloc=f"{parts.username}:***@{_host(url)}").geturl()
 
 
 def _reason(exc: BaseException) -> str:

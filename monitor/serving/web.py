@@ -220,44 +220,44 @@ async def _status(request: web.Request) -> web.Response:
 
 
 async def _outages(request: web.Request) -> web.Response:
-    try:
-        window = parse_duration(request.query.get("since", "24h"))
-    except ValueError as exc:
-        return web.json_response({"error": str(exc)}, status=400)
+    window = _window(request)
+    if isinstance(window, web.Response):
+        return window
     since = time.time() - window
-    outages, source = await _recorded_outages(request.app[MONITOR_KEY], since)
-    public = request.app[PUBLIC_KEY]
-    listed = [_listed(outage, public) for outage in outages]
     monitor = request.app[MONITOR_KEY]
+    outages, source = await _recorded_outages(monitor, since)
+    public = request.app[PUBLIC_KEY]
     body = {
         "vantage": monitor.vantage,
         "countries": sorted(monitor.analyzer.countries),  # what this vantage can tell about
         "source": source,
         "since": since,
-        "outages": listed,
+        "outages": [_listed(outage, public) for outage in outages],
     }
     return web.json_response(body)
 
 
 async def _merged_outages(request: web.Request) -> web.Response:
     """Our outages and our peers' (--peer), merged across vantages (monitor.outages.consensus)."""
-    try:
-        window = parse_duration(request.query.get("since", "24h"))
-    except ValueError as exc:
-        return web.json_response({"error": str(exc)}, status=400)
-    monitor, peers = request.app[MONITOR_KEY], request.app[PEERS_KEY]
+    window = _window(request)
+    if isinstance(window, web.Response):
+        return window
+    monitor, peers, public = request.app[MONITOR_KEY], request.app[PEERS_KEY], request.app[PUBLIC_KEY]
     outages, source = await _recorded_outages(monitor, time.time() - window)
     ours = VantageOutages(
         monitor.vantage or "local", source, tuple(outages), frozenset(monitor.analyzer.countries)
     )
     answers = [ours, *await read_vantages(peers.urls, window, ca_file=peers.ca_file)]
-    merged = [entry.as_dict() for entry in merge(answers)]
-    if request.app[PUBLIC_KEY]:
-        for entry in merged:
-            for sighting in entry["sightings"]:
-                sighting["targets"] = len(sighting["targets"])
-    vantages = [{"vantage": a.vantage, "source": a.source, "error": a.error} for a in answers]
-    return web.json_response({"vantages": vantages, "outages": merged})
+    merged = [entry.as_dict(lambda outage: _listed(outage, public)) for entry in merge(answers)]
+    return web.json_response({"vantages": [answer.as_dict() for answer in answers], "outages": merged})
+
+
+def _window(request: web.Request) -> float | web.Response:
+    """The seconds of `?since=` (default 24h), or the 400 that says why not."""
+    try:
+        return parse_duration(request.query.get("since", "24h"))
+    except ValueError as exc:
+        return web.json_response({"error": str(exc)}, status=400)
 
 
 def _listed(outage: Outage, public: bool) -> dict[str, Any]:

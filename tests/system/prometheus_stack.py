@@ -35,6 +35,7 @@ __all__ = [
     "alertmanager_alerts",
     "alertmanager_config",
     "fast_rules",
+    "fast_seconds",
     "label_key",
     "query",
     "skip_unless_installed",
@@ -197,6 +198,14 @@ def fast_rules(path: Path, speedup: float) -> dict[str, Any]:
                 if key in rule:
                     rule[key] = format_duration(max(1.0, parse_duration(rule[key]) / speedup))
     return rules
+
+
+def fast_seconds(path: Path, speedup: float, alert: str, key: str) -> float:
+    """`for:` or `keep_firing_for:` of `alert` in the sped-up copy of the rules at `path`."""
+    rules = {
+        rule.get("alert"): rule for group in fast_rules(path, speedup)["groups"] for rule in group["rules"]
+    }
+    return parse_duration(rules[alert].get(key, "0s"))
 
 
 class QueryError(AssertionError):

@@ -42,6 +42,7 @@ from tests.system.prometheus_stack import (
     alertmanager_alerts,
     alertmanager_config,
     fast_rules,
+    fast_seconds,
     label_key,
     query,
     skip_unless_installed,
@@ -98,9 +99,7 @@ def _fast_rules() -> dict[str, Any]:
 
 
 def _fast_seconds(alert: str, key: str) -> float:
-    """`for:` or `keep_firing_for:` of `alert` in the test's copy of the rules."""
-    rules = {rule.get("alert"): rule for group in _fast_rules()["groups"] for rule in group["rules"]}
-    return parse_duration(rules[alert].get(key, "0s"))
+    return fast_seconds(RULES, SPEEDUP, alert, key)
 
 
 def _prometheus_config(rules: Path, daemon: Daemon, alertmanager: str) -> dict[str, Any]:

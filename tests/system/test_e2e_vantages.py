@@ -32,7 +32,6 @@ import pytest
 import pytest_asyncio
 import yaml
 
-from monitor.catalog.durations import parse_duration
 from monitor.lab.harness import monitor_command
 from monitor.lab.internet import SimulatedInternet
 from monitor.lab.presets import KAZAKHSTAN_STAYS_UP, kazakhstan
@@ -48,6 +47,7 @@ from tests.system.prometheus_stack import (
     alertmanager_alerts,
     alertmanager_config,
     fast_rules,
+    fast_seconds,
     query,
     skip_unless_installed,
     start_alertmanager,
@@ -231,13 +231,6 @@ async def healthy(central: Central) -> Central:
     return central
 
 
-def _fast(rules: Path, alert: str, key: str) -> float:
-    found = {
-        rule.get("alert"): rule for group in fast_rules(rules, SPEEDUP)["groups"] for rule in group["rules"]
-    }
-    return parse_duration(found[alert].get(key, "0s"))
-
-
 async def _blackout(vantages: list[Vantage]) -> None:
     await asyncio.gather(
         *(
@@ -299,7 +292,7 @@ async def test_a_country_dark_from_every_vantage_is_one_global_shutdown_delivere
         what="the global CountryShutdown resolved",
     )
     # the vantages see the end a moment apart: that is no path problem either
-    await asyncio.sleep(_fast(GLOBAL_RULES, "PartialVisibility", "for") + FLUSH_SECONDS)
+    await asyncio.sleep(fast_seconds(GLOBAL_RULES, SPEEDUP, "PartialVisibility", "for") + FLUSH_SECONDS)
     published = [
         (d.status, d.labels["alertname"], d.labels.get("vantage"))
         for d in central.deliveries(mark, "outages")
@@ -328,7 +321,7 @@ async def test_one_vantage_losing_its_uplink_alerts_its_operator_and_publishes_n
 
         await until(two_vote, timeout=30, what="sgp1 no longer voting")
         # longer than any global alert's `for:`: nothing comes of it
-        await asyncio.sleep(_fast(GLOBAL_RULES, "PartialVisibility", "for") + FLUSH_SECONDS)
+        await asyncio.sleep(fast_seconds(GLOBAL_RULES, SPEEDUP, "PartialVisibility", "for") + FLUSH_SECONDS)
         assert await central.value(voting) == 2
     finally:
         await sgp1.net.set_vantage_offline(False)
