@@ -340,11 +340,7 @@ def _blocks_import(args: argparse.Namespace) -> int:
         return 2
     slash24s = sum(BlockEntry.model_validate(entry).size for entry in entries)
     text = yaml.safe_dump({"blocks": entries}, sort_keys=False, default_flow_style=None, width=200)
-    if args.output:
-        with open(args.output, "w", encoding="utf-8") as output:
-            output.write(text)
-    else:
-        sys.stdout.write(text)
+    _write(text, args.output)
     summary = f"{len(entries)} blocks, {slash24s} /24s on {len({e['asn'] for e in entries})} networks"
     if job.unannounced:
         summary += f"; {job.unannounced} /24s registered to {args.country} but announced by nobody, left out"
@@ -358,13 +354,17 @@ def _report(args: argparse.Namespace) -> int:
     except JournalError as exc:
         print(f"monitor report: {exc}", file=sys.stderr)
         return 2
-    text = render_report(outage, context, args.format)
-    if args.output:
-        with open(args.output, "w", encoding="utf-8") as output:
+    _write(render_report(outage, context, args.format), args.output)
+    return 0
+
+
+def _write(text: str, path: str | None) -> None:
+    """To the file `--output` names, else to standard output."""
+    if path:
+        with open(path, "w", encoding="utf-8") as output:
             output.write(text)
     else:
         sys.stdout.write(text)
-    return 0
 
 
 def _utc(timestamp: float) -> str:
