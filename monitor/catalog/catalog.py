@@ -30,6 +30,7 @@ from monitor.catalog.schema import (
     HTTPEntry,
     HTTPSpec,
     Kind,
+    LivenessOptions,
     NetworkEntry,
     Resolver,
     Spec,
@@ -105,6 +106,7 @@ class Catalog:
     regions: dict[str, dict[str, str]] = field(default_factory=dict)  # country -> code -> name
     vantage: str | None = None  # where the monitor runs (--vantage wins over it)
     blocks: tuple[BlockEntry, ...] = ()  # end-user address space, watched per /24
+    liveness: LivenessOptions = field(default_factory=LivenessOptions)
     by_name: dict[str, Target] = field(default_factory=dict, compare=False)
 
     def __post_init__(self) -> None:
@@ -184,6 +186,7 @@ def parse_catalog(text: str, filename: str = "<config>") -> Catalog:
         regions={country: dict(regions) for country, regions in document.regions.items()},
         vantage=document.vantage,
         blocks=tuple(document.blocks),
+        liveness=document.liveness,
     )
 
 

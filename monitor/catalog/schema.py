@@ -15,6 +15,7 @@ from urllib.parse import parse_qsl, urlsplit
 
 import dns.rcode
 import dns.rdatatype
+from apscheduler.triggers.cron import CronTrigger
 from pydantic import (
     AfterValidator,
     BaseModel,
@@ -51,6 +52,7 @@ __all__ = [
     "HTTPOptions",
     "HTTPSpec",
     "Kind",
+    "LivenessOptions",
     "Nameserver",
     "NetworkEntry",
     "Resolver",
@@ -297,6 +299,39 @@ class BlockEntry(_Strict):
         return 1 << (BLOCK_PREFIXLEN - self.network.prefixlen)
 
 
+class LivenessOptions(_Strict):
+    """How `blocks:` are watched (README: "Block liveness"): Trinocular's rounds, under one budget."""
+
+    round: Duration = 600.0  # Trinocular and IODA: every block at least every 10-11 minutes
+    packets_per_second: float = Field(default=20.0, gt=0, le=10_000)  # all block probes together
+    max_probes_per_block: int = Field(default=15, ge=1, le=64)  # per round (Trinocular: 15)
+    timeout: Duration = 3.0
+    method: Literal["auto", "icmp", "tcp"] = "auto"  # auto: ICMP when allowed, and TCP for the rest
+    tcp_ports: list[Annotated[int, Field(ge=1, le=65535)]] = Field(default=[443, 80], min_length=1)
+    discovery: str = "17 3 * * 0"  # crontab: when to look for each block's responsive addresses again
+    discovery_packets_per_second: float = Field(default=10.0, gt=0, le=10_000)
+    baseline_window: Duration = 7 * 86400.0  # IODA: the median of the last 7 days
+    baseline_rounds: int = Field(default=6, ge=1, le=10_000)  # rounds seen before a baseline exists
+    dark_ratio: float = Field(default=0.5, gt=0, lt=1)  # IODA's critical: below half the baseline
+    min_blocks: int = Field(default=3, ge=1)  # a network's blocks are a signal from this many up
+
+    @field_validator("discovery")
+    @classmethod
+    def _crontab(cls, value: str) -> str:
+        try:
+            CronTrigger.from_crontab(value)
+        except ValueError as exc:
+            message = f"{value!r} is not a crontab schedule (minute hour day month weekday): {exc}"
+            raise ValueError(message) from None
+        return value
+
+    @model_validator(mode="after")
+    def _fits(self) -> LivenessOptions:
+        if self.timeout >= self.round:
+            raise ValueError("timeout must be shorter than round")
+        return self
+
+
 class Defaults(_Strict):
     interval: Duration = 30.0
     timeout: Duration = 10.0
@@ -497,3 +532,4 @@ class Document(_Strict):
     allow_adhoc: bool = False
     vantage: VantageName | None = None
     blocks: list[BlockEntry] = Field(default_factory=list)
+    liveness: LivenessOptions = Field(default_factory=LivenessOptions)

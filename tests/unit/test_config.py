@@ -278,3 +278,20 @@ def test_comparing_resolvers_needs_two_of_them_and_address_records() -> None:
     )
     assert "the type must be A or AAAA" in problem
     parse_catalog("targets:\n" + target.format(type="A", extra=", resolvers: ['127.0.0.1', '127.0.0.2']"))
+
+
+def test_liveness_options_load_with_their_defaults() -> None:
+    catalog = parse_catalog("liveness: {round: 5m, packets_per_second: 50, tcp_ports: [443]}\n")
+    assert catalog.liveness.round == 300.0 and catalog.liveness.packets_per_second == 50
+    assert catalog.liveness.max_probes_per_block == 15 and catalog.liveness.tcp_ports == [443]
+    assert parse_catalog("").liveness.round == 600.0
+
+
+def test_bad_liveness_options_are_located() -> None:
+    found = problems("liveness:\n  discovery: every sunday\n  round: 2s\n  timeout: 3s\n")
+    assert any(
+        problem.startswith("targets.yaml:2: liveness.discovery") and "crontab" in problem for problem in found
+    ), found
+    found = problems("liveness:\n  round: 2s\n  timeout: 3s\n")
+    assert any("timeout must be shorter than round" in problem for problem in found), found
+    assert any("packets_per_second" in problem for problem in problems("liveness: {packets_per_second: 0}\n"))
