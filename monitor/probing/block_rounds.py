@@ -3,8 +3,8 @@
 A block's slot in the round comes from a stable hash of its prefix (as targets' slots do), so
 its probes are spread over the round and a restart keeps them there. Within a block the probes
 are sequential and adaptive (`RoundOutcome`); across blocks the `PacketBudget` is the only
-limit, so a round that cannot finish within its length is the budget's choice, counted, not a
-burst. A block whose probe fails on our side keeps its belief: nothing was learned.
+limit, so a round that cannot finish within its length runs long rather than burst. A block
+whose probe fails on our side keeps its belief: nothing was learned.
 """
 
 from __future__ import annotations
@@ -30,13 +30,16 @@ _SPREAD = 0.9  # slots over the first 90 % of a round, so its last block ends wi
 @dataclass(frozen=True, slots=True)
 class BlockResult:
     prefix: str
-    state: BlockState
     belief: float
     probes: int
     replies: int
     started_at: float  # unix seconds
     ended_at: float
     local: bool = False  # a probe failed on our side: the round taught nothing about the block
+
+    @property
+    def state(self) -> BlockState:
+        return state_of(self.belief)
 
 
 class BlockRounds:
@@ -67,10 +70,6 @@ class BlockRounds:
             for prefix, hitlist in usable.items()
         }
         self.hitlists = usable
-
-    def set_options(self, options: LivenessOptions) -> None:
-        self.options = options
-        self.budget.rate = options.packets_per_second
 
     async def run_round(self) -> None:
         loop = asyncio.get_running_loop()
@@ -105,9 +104,7 @@ class BlockRounds:
         belief = before if local else outcome.belief
         self.beliefs[prefix] = belief
         self._on_result(
-            BlockResult(
-                prefix, state_of(belief), belief, outcome.probes, outcome.replies, started, time.time(), local
-            )
+            BlockResult(prefix, belief, outcome.probes, outcome.replies, started, time.time(), local)
         )
 
 
@@ -119,5 +116,5 @@ def hitlist_usable(hitlist: Hitlist) -> bool:
 def _rotated(hitlist: Hitlist) -> list[tuple[str, str]]:
     """The hitlist from a stable, prefix-dependent start: consecutive rounds ask other addresses."""
     addresses = list(hitlist.addresses)
-    start = int(slot_offset(hitlist.prefix, len(addresses))) if addresses else 0
+    start = int(slot_offset(hitlist.prefix, len(addresses)))
     return addresses[start:] + addresses[:start]
