@@ -34,9 +34,14 @@ from monitor.catalog.catalog import Catalog, Target, load_catalog
 from monitor.catalog.problems import ConfigError
 from monitor.catalog.sharding import Shard
 from monitor.outages.analysis import Analyzer
+from monitor.outages.block_store import BlockStore
 from monitor.outages.journal import Journal
+from monitor.probing.block_rounds import BlockResult
+from monitor.probing.block_watch import BlockWatch
+from monitor.probing.discovery import packets_of
 from monitor.probing.failures import Failure
 from monitor.probing.latest import LatestResults
+from monitor.probing.liveness import Answer
 from monitor.probing.loop_health import LoopHealth
 from monitor.probing.prober import Prober
 from monitor.probing.result import ProbeResult
@@ -122,6 +127,15 @@ class Monitor:
             on_missed=lambda name: self.metrics.missed.inc(),
         )
         self.metrics.in_flight.set_function(lambda: self.probes.in_flight)
+        self.block_store = BlockStore(state_path) if state_path else None
+        self.blocks = BlockWatch(
+            self.scheduler,
+            self.block_store,
+            on_result=self._block_result,
+            on_round=self._block_round,
+            on_watched=lambda prefixes: self.analyzer.blocks.set_watched(prefixes, time.time()),
+            on_probe=self._block_probe,
+        )
         self.catalog: Catalog | None = None
         self.started_at = time.time()
         self._evaluate_every: float | None = None
@@ -130,11 +144,19 @@ class Monitor:
         self._soon: asyncio.TimerHandle | None = None
         self._evaluated_at = 0.0  # loop time of the last evaluation
         self._loop_watch: asyncio.Task[None] | None = None
+        self._background: set[asyncio.Task[None]] = set()  # writes of block counts under way
 
     async def start(self) -> None:
         """Load the catalog (an invalid one at start is fatal: there is nothing to fall back on)."""
-        self._apply(self._load())
+        catalog = self._load()
+        self._apply(catalog)
         self.analyzer.restore()
+        if self.block_store is not None and catalog.blocks:
+            now = time.time()
+            samples = await asyncio.to_thread(
+                self.block_store.samples, now - catalog.liveness.baseline_window
+            )
+            self.analyzer.blocks.restore(samples, now)
         self.scheduler.start()
         loop = asyncio.get_running_loop()
         self._loop_watch = loop.create_task(self.loop_health.run())
@@ -170,6 +192,10 @@ class Monitor:
         self.results.set_catalog(catalog)
         self.analyzer.set_catalog(catalog)
         changes = self.probes.apply(catalog)
+        self.blocks.apply(self.analyzer.blocks.prefixes(), catalog.liveness)
+        self.metrics.block_method.clear()
+        if self.blocks.liveness is not None and catalog.blocks:
+            self.metrics.block_method.labels(self.blocks.liveness.name).set(1)
         self._schedule_analysis(catalog.analysis.evaluate_every)
         self.metrics.targets.set(len(catalog.targets))
         self.metrics.reload_ok.set(1)
@@ -250,6 +276,51 @@ class Monitor:
             log.exception("outage analysis failed; retrying")
         self._evaluated_at = asyncio.get_running_loop().time()
 
+    def _block_result(self, result: BlockResult) -> None:
+        if result.local:
+            self.metrics.block_results.labels("local").inc()
+            return
+        ended = time.monotonic()
+        if self.loop_health.stalled_during(ended - (result.ended_at - result.started_at), ended):
+            self.metrics.block_results.labels("held").inc()  # its silence may be our own stall
+            return
+        self.metrics.block_results.labels(result.state.value).inc()
+        if self.analyzer.record_block(result):
+            self._evaluate_soon()
+
+    def _block_round(self, started: float, ended: float) -> None:
+        """A complete round we trust gives each cell a sample of its baseline: our uplink was
+        online all along and our event loop on time."""
+        gate = self.analyzer.gate
+        now = time.monotonic()
+        trusted = (
+            gate.online
+            and gate.changed_at < started
+            and not self.loop_health.stalled_during(now - (ended - started), now)
+        )
+        self.metrics.block_rounds.labels("complete" if trusted else "held").inc()
+        self.metrics.block_round_duration.set(ended - started)
+        if not trusted:
+            return
+        ledger = self.analyzer.blocks
+        if ledger.end_round(ended):
+            self._evaluate_soon()
+        if self.block_store is not None:
+            counts = {cell.name: counts["up"] for cell, counts in ledger.counts().items()}
+            keep_since = ended - ledger.options.baseline_window
+            task = asyncio.get_running_loop().create_task(
+                asyncio.to_thread(self.block_store.save_samples, ended, counts, keep_since)
+            )
+            self._background.add(task)
+            task.add_done_callback(self._background.discard)
+
+    def _block_probe(self, method: str, answer: Answer) -> None:
+        kind = "icmp" if method == "icmp" else "tcp"
+        self.metrics.block_probes.labels(kind, answer.value).inc()
+        liveness = self.blocks.liveness
+        if liveness is not None:
+            self.metrics.block_packets.inc(packets_of(method, liveness.timeout))
+
     def _local_error(self, result: ProbeResult) -> None:
         """Our own shortage (descriptors, buffers, ports) says nothing about the target: counted
         and logged once per cause, never a result, a state or evidence of any outage."""
@@ -267,6 +338,7 @@ class Monitor:
         if self.scheduler.running:
             self.scheduler.pause()
             await asyncio.sleep(0)  # jobs submitted in the last turn of the loop start and register
+            await self.blocks.stop()
             await self.probes.drain()
             if self._periodic:
                 await asyncio.wait(set(self._periodic), timeout=5)
@@ -277,6 +349,8 @@ class Monitor:
             self._loop_watch.cancel()
         if self._soon is not None:
             self._soon.cancel()
+        if self._background:
+            await asyncio.wait(set(self._background), timeout=5)
         await self.analyzer.close()
         await self.prober.close()
 
@@ -409,6 +483,38 @@ class DaemonMetrics:
         self.reload_time = Gauge(
             "monitor_config_last_reload_success_timestamp_seconds",
             "Unix time of the last good configuration load",
+            registry=registry,
+        )
+        self.block_method = Gauge(
+            "monitor_block_liveness_method_info",
+            "How blocks are probed: icmp_raw, icmp_datagram or tcp (the log says why)",
+            ["method"],
+            registry=registry,
+        )
+        self.block_probes = Counter(
+            "monitor_block_probes",
+            "Liveness probes of block addresses by method and answer (local: ours, not evidence)",
+            ["method", "answer"],
+            registry=registry,
+        )
+        self.block_packets = Counter(
+            "monitor_block_packets", "Packets the block probes sent (the budget's count)", registry=registry
+        )
+        self.block_results = Counter(
+            "monitor_block_results",
+            "Blocks' rounds by the state they ended in; held: our loop stalled; local: ours, not evidence",
+            ["state"],
+            registry=registry,
+        )
+        self.block_rounds = Counter(
+            "monitor_block_rounds",
+            "Complete rounds over every watched block; held: not trusted for the baselines",
+            ["result"],
+            registry=registry,
+        )
+        self.block_round_duration = Gauge(
+            "monitor_block_round_duration_seconds",
+            "How long the last round over the blocks took",
             registry=registry,
         )
         build = Gauge("monitor_build_info", "Version of the monitor", ["version"], registry=registry)

@@ -115,8 +115,11 @@ class LabWebServer:
         list of every host made handshakes twice as costly and skewed the benchmarks)."""
         parents = Counter(name.split(".", 1)[1] for name in self._vhosts if "." in name)
         names = {f"*.{parent}" for parent, count in parents.items() if count > _WILDCARD_AFTER}
-        names.update(name for name in self._vhosts
-                     if "." not in name or parents[name.split(".", 1)[1]] <= _WILDCARD_AFTER)
+        names.update(
+            name
+            for name in self._vhosts
+            if "." not in name or parents[name.split(".", 1)[1]] <= _WILDCARD_AFTER
+        )
         return [*sorted(names), self.ip]
 
     # --- modes ---------------------------------------------------------------------------

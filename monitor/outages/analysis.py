@@ -13,8 +13,9 @@ from collections import Counter
 from collections.abc import Callable
 
 from monitor.catalog.catalog import Catalog, Target
-from monitor.catalog.schema import AnalysisOptions
+from monitor.catalog.schema import AnalysisOptions, LivenessOptions
 from monitor.outages.asn import ASNResolver
+from monitor.outages.blocks import BlockLedger, CellView
 from monitor.outages.book import OutageBook
 from monitor.outages.consistency import consistent
 from monitor.outages.history import ShareHistory
@@ -23,6 +24,7 @@ from monitor.outages.outage import Outage, Scope
 from monitor.outages.rules import CauseKind, CountryState, OutageKey, Snapshot, TargetView, judge
 from monitor.outages.state import Health, TargetState
 from monitor.outages.vantage import VantageGate
+from monitor.probing.block_rounds import BlockResult
 from monitor.probing.dns import is_bogon
 from monitor.probing.failures import Failure, Phase
 from monitor.probing.result import ProbeResult
@@ -51,6 +53,7 @@ class Analyzer:
         self.targets: dict[str, Target] = {}
         self.catalog: Catalog | None = None
         self.states: dict[str, TargetState] = {}
+        self.blocks = BlockLedger()
         self._control_states: list[TargetState] = []
         self.asn_resolver: ASNResolver | None = None
         self.resolved_asn: dict[str, int] = {}
@@ -121,6 +124,7 @@ class Analyzer:
         self.warm_at = max(self.warm_at, self.clock() + longest + self.settle)
         self._control_states = [self.states[target.name] for target in catalog.targets if target.is_control]
         self.asn_resolver = ASNResolver(catalog.asn_lookup, catalog.resolvers)
+        self.blocks.set_catalog(catalog.blocks, catalog.liveness, catalog.network_kind)
         self.book.close_removed(removed, self.clock())
 
     def restore(self) -> None:
@@ -135,9 +139,12 @@ class Analyzer:
                 self.book.cause[name] = ((outage.scope, outage.key), CauseKind.OPEN)
 
     def _members(self, outage: Outage) -> list[str]:
+        cells = {cell.name for cell in self.blocks.cells}
+        listed = [name for name in outage.targets if name in self.targets or name in cells]
         if outage.scope is Scope.COUNTRY:
-            return [n for n, t in self.targets.items() if t.country == outage.key and not t.is_control]
-        return [name for name in outage.targets if name in self.targets]
+            country = [n for n, t in self.targets.items() if t.country == outage.key and not t.is_control]
+            return sorted({*country, *listed})
+        return listed
 
     # -- input ---------------------------------------------------------------------------------
 
@@ -165,9 +172,17 @@ class Analyzer:
         state.version += 1
         if target.is_control:
             self.gate.update(self._control_states)
+            if was_online and not self.gate.online:
+                # blocks that went silent while our uplink was going are no evidence either
+                self.blocks.forget_since(self.gate.changed_at - self.settle)
         elif target.asn is None and result.addresses:
             self._lookup_asn(target.name, result.addresses[0])
         return changed or self.gate.online != was_online
+
+    def record_block(self, result: BlockResult) -> bool:
+        """Take one block's round; True when a cell turned dark or came back. Held while we
+        cannot see out, as targets' results are."""
+        return self.gate.online and self.blocks.record(result)
 
     def _observe_dns(self, target: Target, state: TargetState, result: ProbeResult) -> None:
         def asn_of(address: str) -> int | None:
@@ -230,7 +245,17 @@ class Analyzer:
             blind_since=spell[0] if spell is not None else None,
             last_stall_at=self._last_stall_at,
             warm_at=self.warm_at,
+            cells=self._cells(),
+            liveness=self.catalog.liveness if self.catalog is not None else LivenessOptions(),
         )
+
+    def _cells(self) -> tuple[CellView, ...]:
+        released = self.book.released
+        cells = self.blocks.views(self.book.cause, released)
+        for view in cells:
+            if view.dark_since is None and view.name in released:
+                del released[view.name]  # back: that stretch of darkness is over
+        return cells
 
     def _view(self, target: Target, state: TargetState, now: float) -> TargetView:
         """The target as the rules see it; rebuilt only when its state, cause, release, ASN or

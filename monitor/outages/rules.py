@@ -19,7 +19,10 @@ from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from typing import Any, TypeVar
 
-from monitor.catalog.schema import AnalysisOptions
+from monitor.catalog.schema import AnalysisOptions, LivenessOptions
+from monitor.outages import block_signal
+from monitor.outages.block_signal import Darkness
+from monitor.outages.blocks import CellView
 from monitor.outages.outage import SCOPE_VERDICT, Scope
 from monitor.outages.state import Health
 from monitor.probing.result import ResolverAnswer
@@ -138,6 +141,8 @@ class Snapshot:
     blind_since: float | None = None  # our own event loop: start of the current blind spell
     last_stall_at: float | None = None  # end of our event loop's latest stall
     warm_at: float = 0.0  # before this, states are too young to open or close anything
+    cells: tuple[CellView, ...] = ()  # the end-user blocks, per country, network and region
+    liveness: LivenessOptions = field(default_factory=LivenessOptions)
 
 
 @dataclass(frozen=True, slots=True)
@@ -268,7 +273,9 @@ def _find_countries(
     control_share = _control_up_share(snapshot)
     members = _country_members(snapshot, offered)
     groups = []
-    for country in sorted({view.country for view in offered}):
+    cells = _offered_cells(snapshot, verdict)
+    by_blocks = block_signal.dark_countries(cells, snapshot.cells, snapshot.options, snapshot.liveness)
+    for country in sorted({view.country for view in offered} - set(by_blocks)):
         counted = members.get(country, [])
         dark = [view for view in counted if _dark_for_group(view, snapshot.options)]
         summary = verdict.countries[country] = _country_state(snapshot, counted, dark, control_share)
@@ -276,22 +283,52 @@ def _find_countries(
             summary.state = "degraded"  # the region's outage, not the country's
         elif summary.state == "shutdown":
             crossing = len(counted) - int(snapshot.options.shutdown_ratio * len(counted))
-            started = _kth((view.group_dark_since or snapshot.now for view in dark), crossing)
-            started = started or snapshot.now
-            wanted = Wanted(
-                Scope.COUNTRY,
-                country,
-                started,
-                tuple(sorted(view.name for view in dark)),
-                country=country,
-                **_full_or_whitelist(snapshot, counted, dark, started),
-            )
-            groups.append(Group(wanted, settled=True))
+            groups.append(Group(_country_wanted(snapshot, country, counted, dark, crossing), settled=True))
         elif summary.state == "unknown" and (key := (Scope.COUNTRY, country)) in snapshot.open_since:
             # No target has a state yet (a restart): no evidence either way, the outage stays.
             wanted = Wanted(Scope.COUNTRY, country, snapshot.open_since[key], (), country=country)
             groups.append(Group(wanted, settled=True))
-    return groups
+    for country in sorted(by_blocks):
+        counted = members.get(country, [])
+        dark = [view for view in counted if _dark_for_group(view, snapshot.options)]
+        summary = verdict.countries[country] = _country_state(snapshot, counted, dark, control_share)
+        if summary.state == "shutdown" and not _one_region_dark(snapshot, counted, dark):
+            crossing = len(counted) - int(snapshot.options.shutdown_ratio * len(counted))
+            groups.append(Group(_country_wanted(snapshot, country, counted, dark, crossing), settled=True))
+        if snapshot.vantage_online:
+            summary.state = "shutdown"  # its people are cut off, whatever its sites say
+
+    def by_blocks_only(key: OutageKey, darkness: Darkness) -> Wanted:
+        counted = members.get(key[1], [])
+        dark = [view for view in counted if _dark_for_group(view, snapshot.options)]
+        return _country_wanted(snapshot, key[1], counted, dark, None, darkness.started_at)
+
+    found = {(Scope.COUNTRY, country): darkness for country, darkness in by_blocks.items()}
+    return _with_blocks(snapshot, groups, found, by_blocks_only)
+
+
+def _country_wanted(
+    snapshot: Snapshot,
+    country: str,
+    counted: Sequence[TargetView],
+    dark: Sequence[TargetView],
+    crossing: int | None,
+    started: float | None = None,
+) -> Wanted:
+    """A country dark by its targets (from the `crossing`th of them), or by its blocks since
+    `started`; `full` or `whitelist` by what its targets say."""
+    if started is None:
+        started = (
+            _kth((view.group_dark_since or snapshot.now for view in dark), crossing or 1) or snapshot.now
+        )
+    return Wanted(
+        Scope.COUNTRY,
+        country,
+        started,
+        tuple(sorted(view.name for view in dark)),
+        country=country,
+        **_full_or_whitelist(snapshot, counted, dark, started),
+    )
 
 
 def _full_or_whitelist(
@@ -432,7 +469,18 @@ def _find_networks(
             asn=asn,
         )
         groups.append(Group(wanted, settled=_settled(snapshot, Scope.NETWORK, members, seen)))
-    return groups
+    cells = _offered_cells(snapshot, verdict)
+    found = {
+        _network_key(*network): darkness
+        for network, darkness in block_signal.dark_networks(cells, snapshot.liveness).items()
+    }
+
+    def by_blocks_only(key: OutageKey, darkness: Darkness) -> Wanted:
+        country, asn = darkness.cells[0].country, darkness.cells[0].asn
+        dark = _dark_targets(snapshot, offered, lambda view: view.country == country and view.asn == asn)
+        return Wanted(Scope.NETWORK, key[1], darkness.started_at, _names(dark), country=country, asn=asn)
+
+    return _with_blocks(snapshot, groups, found, by_blocks_only)
 
 
 def _network_key(country: str, asn: int) -> OutageKey:
@@ -449,6 +497,71 @@ def _network_recovered(
         if view.country == country and str(view.asn) == asn and view.recovered_at is not None
     ]
     return min(back, default=None)
+
+
+def _offered_cells(snapshot: Snapshot, verdict: Verdict) -> list[CellView]:
+    """The cells no wider row claimed or holds."""
+    return [view for view in snapshot.cells if view.name not in verdict.cause]
+
+
+def _dark_targets(
+    snapshot: Snapshot, offered: Sequence[TargetView], member: Callable[[TargetView], bool]
+) -> list[TargetView]:
+    return [view for view in offered if member(view) and _dark_for_group(view, snapshot.options)]
+
+
+def _names(views: Iterable[TargetView]) -> tuple[str, ...]:
+    return tuple(sorted(view.name for view in views))
+
+
+def _with_blocks(
+    snapshot: Snapshot,
+    groups: list[Group],
+    by_blocks: Mapping[OutageKey, Darkness],
+    by_blocks_only: Callable[[OutageKey, Darkness], Wanted],
+) -> list[Group]:
+    """A row's groups with the blocks as a second signal: a group dark by its targets, its blocks
+    or both (`signals`; both: confirmed), claiming its dark targets and dark cells, dated by the
+    first signal to show it, settled when either signal is."""
+    if not snapshot.cells:
+        return groups
+    wait = max(snapshot.settle, snapshot.liveness.round)
+    by_targets = {group.wanted.outage_key: group for group in groups}
+    merged = []
+    for key in sorted({*by_targets, *by_blocks}):
+        group, darkness = by_targets.get(key), by_blocks.get(key)
+        signals = [name for name, seen in (("blocks", darkness), ("targets", group)) if seen is not None]
+        if darkness is None:
+            assert group is not None
+            wanted, settled = group.wanted, group.settled
+        else:
+            blocks_settled = key[0] is Scope.COUNTRY or block_signal.settled(
+                key[0], darkness, snapshot.cells, snapshot.now, wait, snapshot.liveness
+            )
+            wanted = by_blocks_only(key, darkness) if group is None else group.wanted
+            wanted = replace(
+                wanted,
+                started_at=min(wanted.started_at, darkness.started_at),
+                members=tuple(sorted({*wanted.members, *darkness.members})),
+            )
+            settled = blocks_settled or (group is not None and group.settled)
+        details = {**wanted.details, "signals": signals}
+        if darkness is not None:
+            details["blocks"] = darkness.evidence()
+        merged.append(Group(replace(wanted, details=details), settled))
+    return merged
+
+
+def _cells_of(key: OutageKey, cells: Iterable[CellView]) -> list[CellView]:
+    """The cells of a country, mobile, region or network outage's group."""
+    country, _, rest = key[1].partition("/")
+    member: Callable[[CellView], bool] = {
+        Scope.COUNTRY: lambda view: True,
+        Scope.MOBILE: lambda view: view.network_kind == "mobile",
+        Scope.REGION: lambda view: view.region == rest,
+        Scope.NETWORK: lambda view: f"AS{view.asn}" == rest,
+    }.get(key[0], lambda view: False)
+    return [view for view in cells if view.country == country and member(view)]
 
 
 def _find_sites(
@@ -499,7 +612,29 @@ def _find_regions(
             details={"region": region, **_extent(dark)},
         )
         groups.append(Group(wanted, settled=_settled(snapshot, Scope.REGION, dark, seen)))
-    return groups
+    cells = _offered_cells(snapshot, verdict)
+    found = {
+        _region_key(*region): darkness
+        for region, darkness in block_signal.dark_regions(
+            cells, snapshot.cells, options, snapshot.liveness
+        ).items()
+    }
+
+    def by_blocks_only(key: OutageKey, darkness: Darkness) -> Wanted:
+        country, region = darkness.cells[0].country, darkness.cells[0].region
+        dark = _dark_targets(
+            snapshot, offered, lambda view: view.country == country and view.region == region
+        )
+        return Wanted(
+            Scope.REGION,
+            key[1],
+            darkness.started_at,
+            _names(dark),
+            country=country,
+            details={"region": region, **_extent(dark)},
+        )
+
+    return _with_blocks(snapshot, groups, found, by_blocks_only)
 
 
 def _region_key(country: str, region: str) -> OutageKey:
@@ -566,7 +701,24 @@ def _find_mobile(
             details=_extent(members),
         )
         groups.append(Group(wanted, settled=_settled(snapshot, Scope.MOBILE, members, seen)))
-    return groups
+    cells = _offered_cells(snapshot, verdict)
+    found = {
+        _mobile_key(country): darkness
+        for country, darkness in block_signal.dark_mobile(cells, snapshot.options, snapshot.liveness).items()
+        if _fixed_network_up(snapshot, country)
+        or block_signal.fixed_up(snapshot.cells, country, snapshot.liveness)
+    }
+
+    def by_blocks_only(key: OutageKey, darkness: Darkness) -> Wanted:
+        country = darkness.cells[0].country
+        dark = _dark_targets(
+            snapshot, offered, lambda view: view.country == country and view.network_kind == "mobile"
+        )
+        return Wanted(
+            Scope.MOBILE, key[1], darkness.started_at, _names(dark), country=country, details=_extent(dark)
+        )
+
+    return _with_blocks(snapshot, groups, found, by_blocks_only)
 
 
 def _mobile_key(country: str) -> OutageKey:
@@ -909,9 +1061,8 @@ def judge(snapshot: Snapshot) -> Verdict:
     views = {view.name: view for view in snapshot.targets}
     seen = SeenUp(snapshot)
     # the scopes whose outages explain, or released, a target: only their rows release or hold
-    explaining = {
-        key[0] for view in snapshot.targets for key in (view.explained_by, view.released_from) if key
-    }
+    members: list[TargetView | CellView] = [*snapshot.targets, *snapshot.cells]
+    explaining = {key[0] for view in members for key in (view.explained_by, view.released_from) if key}
     offered = [view for view in snapshot.targets if not view.control]
     left: list[TargetView] | None = None  # what the darkness rows left, for the other families
     family = "dark"
@@ -934,11 +1085,12 @@ def judge(snapshot: Snapshot) -> Verdict:
             offered = [view for view in offered if view.name not in claimed]
         _date_ends(snapshot, rule, views, verdict)
         if verdict.frozen:
-            _keep_explanations(snapshot, offered, verdict)
+            _keep_explanations(snapshot, [*offered, *snapshot.cells], verdict)
         elif rule.scope in _RELEASING and (
             rule.scope in explaining or any(key[0] is rule.scope for key in verdict.ended_at)
         ):
             offered = _hold_recovering(snapshot, _released(snapshot, rule.scope, offered, verdict), verdict)
+            _hold_recovering_cells(snapshot, rule.scope, verdict)
     _country_verdicts(snapshot, verdict, views)
     return verdict
 
@@ -978,6 +1130,9 @@ def _date_ends(snapshot: Snapshot, rule: Rule, views: Mapping[str, TargetView], 
     for key, started_at in snapshot.open_since.items():
         if key[0] is rule.scope and key not in verdict.wanted:
             ended = rule.recovered(snapshot, key, started_at, views)
+            back = block_signal.back_at(_cells_of(key, snapshot.cells), started_at)
+            if back is not None:  # its blocks had a part: it ended when both signals were back
+                ended = back if ended is None else max(ended, back)
             ended = snapshot.now if ended is None else ended
             verdict.ended_at[key] = min(max(ended, started_at), snapshot.now)
 
@@ -1009,7 +1164,9 @@ def _released(
     return kept
 
 
-def _keep_explanations(snapshot: Snapshot, offered: Sequence[TargetView], verdict: Verdict) -> None:
+def _keep_explanations(
+    snapshot: Snapshot, offered: Sequence[TargetView | CellView], verdict: Verdict
+) -> None:
     """Blind or warming up: what explained a target before still does."""
     for view in offered:
         key = view.explained_by
@@ -1050,6 +1207,26 @@ def _hold_recovering(snapshot: Snapshot, offered: list[TargetView], verdict: Ver
             continue
         kept.append(view)
     return kept
+
+
+def _hold_recovering_cells(snapshot: Snapshot, scope: Scope, verdict: Verdict) -> None:
+    """Cells still dark from a wider outage of `scope` that has ended are held for
+    `recovery_grace`, as targets are; after it they are dark for narrower rows from its end on."""
+    for view in snapshot.cells:
+        if view.name in verdict.cause or view.dark_since is None:
+            continue
+        released_at, released_from = view.released_at, view.released_from
+        key = view.explained_by
+        if key is not None and key[0] is scope and key not in verdict.wanted:
+            released_at, released_from = verdict.ended_at.get(key, snapshot.now), key
+            verdict.released[view.name] = (released_at, key)
+        if (
+            released_at is not None
+            and released_from is not None
+            and released_from[0] is scope
+            and snapshot.now - released_at < snapshot.recovery_grace
+        ):
+            verdict.cause[view.name] = (released_from, CauseKind.RECOVERING)
 
 
 def _up_shares(

@@ -18,6 +18,7 @@ from prometheus_client import CollectorRegistry, generate_latest
 
 from monitor.catalog.catalog import DNSSpec, Target
 from monitor.outages.analysis import Analyzer
+from monitor.outages.blocks import BLOCK_STATES, BlockLedger
 from monitor.outages.outage import Scope
 from monitor.outages.rules import COUNTRY_STATES, VERDICTS
 from monitor.outages.state import Health
@@ -170,9 +171,7 @@ def _analysis_families(analyzer: Analyzer) -> list[_Family]:
         'Share of normally reachable targets that are up (category="all": the whole country)',
     )
     states = _Family("monitor_country_state", "gauge", "1 for the current state of each country")
-    verdicts = _Family(
-        "monitor_country_verdict", "gauge", "1 for the one current verdict of each country"
-    )
+    verdicts = _Family("monitor_country_verdict", "gauge", "1 for the one current verdict of each country")
     regions = _Family(
         "monitor_region_reachable_ratio", "gauge", "Share of a region's normally reachable targets up"
     )
@@ -244,6 +243,7 @@ def _analysis_families(analyzer: Analyzer) -> list[_Family]:
         open_outages,
         opened,
     ]
+    families += _block_families(analyzer.blocks)
     if analyzer.journal is not None:
         healthy = _Family("monitor_journal_healthy", "gauge", "1 while the outage journal can be written")
         healthy.add("", 1.0 if analyzer.journal.healthy else 0.0)
@@ -251,6 +251,26 @@ def _analysis_families(analyzer: Analyzer) -> list[_Family]:
         errors.add("", analyzer.journal.errors)
         families += [healthy, errors]
     return families
+
+
+def _block_families(ledger: BlockLedger) -> list[_Family]:
+    """Per cell (country, network, region): never a series per block."""
+    if not ledger.cells:
+        return []
+    blocks = _Family("monitor_blocks", "gauge", "End-user /24 blocks by the state of their latest round")
+    baseline = _Family(
+        "monitor_blocks_baseline",
+        "gauge",
+        "Median of the blocks up at each round's end over the baseline window (absent until enough rounds)",
+    )
+    for cell, counts in sorted(ledger.counts().items(), key=lambda item: item[0].name):
+        place = {"country": cell.country, "asn": f"AS{cell.asn}", "region": cell.region or ""}
+        for state in BLOCK_STATES:
+            blocks.add(_labels(**place, state=state), counts[state])
+        value = ledger.cells[cell].baseline
+        if value is not None:
+            baseline.add(_labels(**place), value)
+    return [blocks, baseline]
 
 
 def analysis_text(analyzer: Analyzer) -> str:

@@ -47,8 +47,10 @@ def sparkline(
             continue
         if point.ratio is None:
             segments.append([])
-            blind.append(f'<rect x="{x(point.at)}" y="0" width="{max(x(point.at + step) - x(point.at), 1)}" '
-                         f'height="{height}" fill="#bdbdbd"/>')
+            blind.append(
+                f'<rect x="{x(point.at)}" y="0" width="{max(x(point.at + step) - x(point.at), 1)}" '
+                f'height="{height}" fill="#bdbdbd"/>'
+            )
         else:
             segments[-1].append(f"{x(point.at)},{y(point.ratio)}")
     lines = []
