@@ -201,7 +201,7 @@ def settled(
         wider.append([view for view in wider[0] if view.region in regions])
     return all(
         not _watched(cells, options)
-        or _up_since(cells, dark.started_at) > options.dark_ratio * _baseline(cells)
+        or _up_since(cells, dark.started_at) >= options.dark_ratio * _baseline(cells)
         for cells in wider
     )
 

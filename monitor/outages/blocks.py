@@ -2,8 +2,8 @@
 cell (one country, network and region), each cell's up-count against the median of its own
 sliding window (IODA's active-probing signal), and the cells as the rules see them.
 
-A cell is dark when at most `dark_ratio` of its baseline is up and at least the rest of the
-baseline is believed down: blocks Trinocular cannot decide (`unknown`) are no evidence either way,
+A cell is dark when less than `dark_ratio` of its baseline is up and more than the rest of it is
+believed down: blocks Trinocular cannot decide (`unknown`) are no evidence either way,
 so a lossy or sparse block never makes a network dark. Nothing here is ever one series or one
 view per block: the rules and the metrics see cells, a few per network.
 """
@@ -91,8 +91,9 @@ class CellView:
 
 
 def is_dark(up: int, down: int, baseline: float, ratio: float) -> bool:
-    """At most `ratio` of the baseline up, and at least the rest of it believed down."""
-    return up <= ratio * baseline and down >= (1 - ratio) * baseline
+    """Less than `ratio` of the baseline up, and more than the rest of it believed down (IODA:
+    critical below half of the baseline)."""
+    return up < ratio * baseline and down > (1 - ratio) * baseline
 
 
 @dataclass(slots=True)
