@@ -303,7 +303,7 @@ class Monitor:
         if not trusted:
             return
         ledger = self.analyzer.blocks
-        if ledger.end_round(ended):
+        if ledger.end_round(started, ended):
             self._evaluate_soon()
         if self.block_store is not None:
             counts = {cell.name: counts["up"] for cell, counts in ledger.counts().items()}

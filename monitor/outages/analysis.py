@@ -325,8 +325,9 @@ class Analyzer:
         self.frozen = verdict.frozen
         self.book.reconcile(verdict, snapshot.now, self._streak_failures)
         for name, ((scope, _), _) in verdict.cause.items():
-            if scope in _WIDE_SCOPES:  # its state changes are the wider event's, not its own flaps
-                self.states[name].forget_changes()
+            state = self.states.get(name)  # None: a cell of blocks
+            if state is not None and scope in _WIDE_SCOPES:  # its changes are the wider event's
+                state.forget_changes()
 
     def _streak_failures(self, name: str) -> Counter[Failure]:
         state = self.states.get(name)

@@ -115,7 +115,8 @@ class BlockLedger:
         self.options = LivenessOptions()
         self.cell_of: dict[str, Cell] = {}  # /24 prefix -> its cell
         self.cells: dict[Cell, _CellRecord] = {}
-        self._state: dict[str, tuple[str, float]] = {}  # prefix -> (state, when last probed)
+        self._state: dict[str, tuple[str, float]] = {}  # prefix -> (state, since when)
+        self._probed_at: dict[str, float] = {}  # prefix -> start of its latest round
         self._views: dict[Cell, tuple[int, CellView]] = {}
 
     def set_catalog(
@@ -131,6 +132,7 @@ class BlockLedger:
         self.cell_of = cell_of
         self.cells = {cell: self.cells.get(cell, _CellRecord()) for cell in set(cell_of.values())}
         self._state = {prefix: state for prefix, state in self._state.items() if prefix in cell_of}
+        self._probed_at = {prefix: at for prefix, at in self._probed_at.items() if prefix in cell_of}
         for record in self.cells.values():
             record.counts.clear()
             record.prefixes.clear()
@@ -156,6 +158,7 @@ class BlockLedger:
         """Take one block's round; True when its cell turned dark or came back."""
         if result.local or result.prefix not in self._state or self._state[result.prefix][0] == UNWATCHED:
             return False
+        self._probed_at[result.prefix] = result.started_at
         return self._set(result.prefix, result.state.value, result.started_at)
 
     def forget_since(self, since: float) -> None:
@@ -185,11 +188,17 @@ class BlockLedger:
             return True
         return False
 
-    def end_round(self, at: float) -> bool:
-        """One sample per cell for its baseline, from a round we trust; True when a cell's
-        darkness changed with its new baseline."""
+    def end_round(self, started: float, at: float) -> bool:
+        """One sample for the baseline of each cell whose every watched block was probed in this
+        round (`started` to `at`), a round we trust; True when a cell's darkness changed with its
+        new baseline. A cell still being discovered has no sample yet."""
         changed = False
         for record in self.cells.values():
+            watched = [
+                prefix for prefix in record.prefixes if self._state.get(prefix, (UNWATCHED,))[0] != UNWATCHED
+            ]
+            if not watched or any(self._probed_at.get(prefix, 0.0) < started for prefix in watched):
+                continue
             samples = record.samples
             samples.append((at, record.counts[BlockState.UP.value]))
             while samples and samples[0][0] < at - self.options.baseline_window:

@@ -30,6 +30,9 @@ __all__ = ["BlockWatch", "HitlistStore"]
 
 log = logging.getLogger(__name__)
 
+# blocks discovered side by side: each pass waits out its silent addresses' timeouts, and the
+# budget, not this, bounds the packets
+_DISCOVERY_BLOCKS_AT_ONCE = 4
 _ROUND_JOB, _DISCOVERY_JOB, _FIRST_DISCOVERY_JOB = (
     "blocks:round",
     "blocks:discovery",
@@ -178,16 +181,21 @@ class BlockWatch:
         todo = list(prefixes if prefixes is not None else self.prefixes)
         self._queued.update(todo)
         started = time.monotonic()
-        for prefix in todo:
-            if prefix not in self.prefixes:
+        blocks = iter(todo)
+
+        async def worker() -> None:
+            for prefix in blocks:
+                if prefix not in self.prefixes:
+                    self._queued.discard(prefix)
+                    continue  # gone with a reload
+                hitlist = await discover(prefix, liveness, budget)
                 self._queued.discard(prefix)
-                continue  # gone with a reload
-            hitlist = await discover(prefix, liveness, budget)
-            self._queued.discard(prefix)
-            self.hitlists[prefix] = hitlist
-            if self.store is not None:
-                await asyncio.to_thread(self.store.save_hitlist, hitlist)
-            self._watch()
+                self.hitlists[prefix] = hitlist
+                if self.store is not None:
+                    await asyncio.to_thread(self.store.save_hitlist, hitlist)
+                self._watch()
+
+        await asyncio.gather(*(worker() for _ in range(_DISCOVERY_BLOCKS_AT_ONCE)))
         usable = sum(
             1 for prefix in todo if prefix in self.hitlists and hitlist_usable(self.hitlists[prefix])
         )

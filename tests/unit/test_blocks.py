@@ -37,8 +37,8 @@ def rounds(book: BlockLedger, count: int, start: float = 0.0, alive: bool = True
     for _ in range(count):
         for prefix in PREFIXES:
             book.record(result(prefix, at, alive))
+        book.end_round(at, at + 10)
         at += 10
-        book.end_round(at)
     return at
 
 
@@ -115,6 +115,17 @@ def test_blocks_that_went_silent_as_our_uplink_went_are_forgotten() -> None:
     book.forget_since(at + 3)
     assert counts(book)["blocks:KZ/AS64500/KZ-75"] == {"down": 1, "unknown": 1}
     assert all(view.dark_since is None for view in book.views({}, {}))
+
+
+def test_a_cell_not_probed_all_through_a_round_gets_no_sample() -> None:
+    book = ledger(watched=PREFIXES[:1])
+    book.record(result("10.1.0.0/24", 5.0))
+    book.end_round(0.0, 10.0)  # the other /24 of the region is not watched yet: counted without it
+    book.set_watched(PREFIXES[:2], 12.0)
+    book.record(result("10.1.0.0/24", 21.0))
+    book.end_round(20.0, 30.0)  # 10.1.1.0/24 watched but not probed in this round
+    samples = book.samples()
+    assert samples["blocks:KZ/AS64500/KZ-75"] == [(10.0, 1)] and samples["blocks:KZ/AS64501"] == []
 
 
 def test_a_reload_keeps_the_states_and_baselines_of_the_cells_that_stay() -> None:
