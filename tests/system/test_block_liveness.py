@@ -62,7 +62,7 @@ def _config(path: Path) -> Path:
         for block in entries
     )
     targets = "".join(
-        f'  - {{name: site-{asn}-{n}, url: "http://{address}/", asn: {asn}, country: KZ, category: telecom}}\n'
+        f'  - {{name: site-{asn}-{n}, url: "http://{address}/", asn: {asn}, country: KZ, category: web}}\n'
         for asn in kinds
         for n, address in enumerate(_sites(asn))
     )
@@ -90,7 +90,10 @@ class Lab:
 
     def get(self, path: str) -> Any:
         """GET the monitor's `path` from inside the prober namespace; JSON or text."""
-        code = "import sys, urllib.request; sys.stdout.write(urllib.request.urlopen(sys.argv[1], timeout=5).read().decode())"
+        code = (
+            "import sys, urllib.request\n"
+            "sys.stdout.write(urllib.request.urlopen(sys.argv[1], timeout=5).read().decode())"
+        )
         run = subprocess.run(
             self.world.in_prober(sys.executable, "-c", code, f"http://127.0.0.1:{self.monitor.port}{path}"),
             capture_output=True,
@@ -145,7 +148,8 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
         lab = Lab(world, monitor)
         lab.until(lab.serving, timeout=30)
         # discovered, and a baseline of every network's three answering /24s
-        lab.until(lambda: [value for _, value in lab.metric("monitor_blocks_baseline")] == [3.0] * 5, timeout=90)
+        baselines = lambda: [value for _, value in lab.metric("monitor_blocks_baseline")]  # noqa: E731
+        lab.until(lambda: baselines() == [3.0] * 5, timeout=90)
         yield lab
     finally:
         if monitor is not None:
