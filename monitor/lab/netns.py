@@ -65,8 +65,7 @@ class BlockWorld:
         )
         try:
             world._wire()
-            for block in blocks:
-                world._add(block)
+            world._add(blocks)
             for address, side in sites:
                 _run("ip", "-n", world.sides[side], "addr", "add", f"{address}/32", "dev", "lo")
             for side, namespace in world.sides.items():
@@ -119,12 +118,25 @@ class BlockWorld:
         _run("ip", "-n", inner, "link", "set", device, "up")
         _run("ip", "-n", self.router, "link", "set", peer, "up")
 
-    def _add(self, block: LabBlock) -> None:
-        space = ipaddress.IPv4Network(_LINKS[block.side][1])
-        if not ipaddress.IPv4Network(block.prefix).subnet_of(space):
-            raise ValueError(f"{block.prefix} is not in {space}, the space of {block.side}")
-        if block.responsive:
-            _run("ip", "-n", self.sides[block.side], "addr", "add", block.responsive, "dev", "lo")
+    def _add(self, blocks: Sequence[LabBlock]) -> None:
+        """The responsive part of each block on its side's loopback, in one `ip -batch` a side."""
+        commands: dict[str, list[str]] = {side: [] for side in _LINKS}
+        for block in blocks:
+            space = ipaddress.IPv4Network(_LINKS[block.side][1])
+            if not ipaddress.IPv4Network(block.prefix).subnet_of(space):
+                raise ValueError(f"{block.prefix} is not in {space}, the space of {block.side}")
+            if block.responsive:
+                commands[block.side].append(f"addr add {block.responsive} dev lo")
+        for side, lines in commands.items():
+            if lines:
+                subprocess.run(
+                    ["ip", "-n", self.sides[side], "-batch", "-"],
+                    input="\n".join(lines) + "\n",
+                    text=True,
+                    check=True,
+                    capture_output=True,
+                    timeout=120,
+                )
 
     def darken(self, *prefixes: str) -> None:
         """Cut these prefixes (blocks, or a site's /32) at the router: their packets vanish."""
@@ -140,6 +152,19 @@ class BlockWorld:
     def in_prober(self, *argv: str) -> list[str]:
         """`argv` run inside the prober namespace (where the monitor runs)."""
         return ["ip", "netns", "exec", self.prober, *argv]
+
+    def get(self, url: str, timeout: float = 30.0) -> str:
+        """GET `url` from inside the prober namespace; raises OSError when it fails."""
+        code = (
+            "import sys, urllib.request\n"
+            "sys.stdout.write(urllib.request.urlopen(sys.argv[1], timeout=10).read().decode())"
+        )
+        run = subprocess.run(
+            self.in_prober(sys.executable, "-c", code, url), capture_output=True, text=True, timeout=timeout
+        )
+        if run.returncode != 0:
+            raise OSError(f"GET {url} in {self.prober}: {run.stderr.strip().splitlines()[-1:]}")
+        return run.stdout
 
     def close(self) -> None:
         for process in self.processes:
