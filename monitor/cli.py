@@ -23,9 +23,13 @@ from monitor.catalog.durations import format_duration, parse_duration
 from monitor.catalog.problems import ConfigError
 from monitor.catalog.schema import VANTAGE_NAME, BlockEntry, parse_host_port
 from monitor.catalog.sharding import Shard, parse_shard
+from monitor.outages.block_store import BlockStore
 from monitor.outages.consensus import MIN_VANTAGES, MergedOutage, merge
 from monitor.outages.journal import Journal, JournalError
+from monitor.probing.discovery import Hitlist, discover_all
 from monitor.probing.failures import Phase
+from monitor.probing.liveness import Liveness
+from monitor.probing.pacing import PacketBudget
 from monitor.probing.result import ProbeResult
 from monitor.serving.peers import Peers, check_peer_url, read_vantages
 from monitor.serving.report import REPORT_FORMATS, render_report
@@ -159,6 +163,18 @@ def _parser() -> argparse.ArgumentParser:
     blocks_import.add_argument("--asn", type=int, action="append", default=[], help="keep only this network")
     blocks_import.add_argument("--output", "-o", help="write the YAML here (default: standard output)")
     blocks_import.set_defaults(command=_blocks_import)
+    blocks_discover = blocks_commands.add_parser(
+        "discover",
+        help="find each block's responsive addresses (its hitlist) now, at the catalog's discovery rate",
+    )
+    blocks_discover.add_argument("--config", required=True)
+    blocks_discover.add_argument(
+        "--state",
+        required=True,
+        help="the journal database of `monitor run --state`, where hitlists are kept",
+    )
+    blocks_discover.add_argument("--prefix", action="append", default=[], help="only this /24 (repeat it)")
+    blocks_discover.set_defaults(command=_blocks_discover)
 
     validate = commands.add_parser("validate", help="check targets.yaml without touching the network")
     validate.add_argument("--config", required=True)
@@ -346,6 +362,39 @@ def _blocks_import(args: argparse.Namespace) -> int:
         summary += f"; {job.unannounced} /24s registered to {args.country} but announced by nobody, left out"
     print(summary, file=sys.stderr)
     return 0
+
+
+def _blocks_discover(args: argparse.Namespace) -> int:
+    catalog = load_catalog(args.config)
+    prefixes = [str(subnet) for block in catalog.blocks for subnet in block.network.subnets(new_prefix=24)]
+    unknown = sorted(set(args.prefix) - set(prefixes))
+    if not prefixes or unknown:
+        what = f"{', '.join(unknown)} is not a /24 of its blocks:" if unknown else "no blocks:"
+        print(f"monitor blocks discover: {args.config}: {what}", file=sys.stderr)
+        return 2
+    options = catalog.liveness
+    liveness = Liveness.detect(options.method, tuple(options.tcp_ports), options.timeout)
+    print(f"block liveness: {liveness.reason}", file=sys.stderr)
+    store = BlockStore(args.state)
+    wanted = [prefix for prefix in prefixes if not args.prefix or prefix in args.prefix]
+    budget = PacketBudget(options.discovery_packets_per_second)
+    found: list[Hitlist] = []
+
+    async def save(hitlist: Hitlist) -> None:
+        await asyncio.to_thread(store.save_hitlist, hitlist)
+        found.append(hitlist)
+        responsive = f"{len(hitlist.addresses):3d} responsive"
+        print(f"{hitlist.prefix}  {responsive}  availability {hitlist.availability:.2f}")
+
+    started = time.monotonic()
+    asyncio.run(discover_all(wanted, liveness, budget, save))
+    usable = sum(1 for hitlist in found if hitlist.addresses)
+    print(
+        f"{len(found)} blocks in {time.monotonic() - started:.0f}s, {usable} with responsive addresses, "
+        f"{budget.sent} packets; hitlists in {args.state}",
+        file=sys.stderr,
+    )
+    return 0 if store.healthy else 1
 
 
 def _report(args: argparse.Namespace) -> int:

@@ -959,52 +959,65 @@ def _groups_of(view: TargetView) -> list[_GroupKey]:
     return groups
 
 
-_GROUP_DARK = "down, or failing `group_down_after` (2) probes in a row"
-_COUNTRY_SEEN_UP = "until the country was seen up since the last member went dark, or `settle` at most"
+_GROUP_DARK = (
+    "down, or failing `group_down_after` (2) probes in a row; a /24 block (`blocks:`): believed down "
+    "by its latest round"
+)
+_BLOCKS_DARK = "fewer than `dark_ratio` (0.5) of their baseline up and more than the rest believed down"
+_COUNTRY_SEEN_UP = (
+    "until the country was seen up since the last member went dark, or `settle` at most; by its blocks: "
+    "until the wider groups' blocks were, or a round and `settle` at most"
+)
+_SIGNALS = "`signals` (`targets`, `blocks`, or both: confirmed) and the blocks up, down and usual"
 
 RULES: tuple[Rule, ...] = (
     Rule(
         Scope.COUNTRY,
-        who="the normally reachable targets of one country",
+        who="the normally reachable targets of one country, and its blocks",
         member_dark=_GROUP_DARK,
         threshold="up share / controls' up share ≤ `shutdown_ratio` (0.5), at least `min_targets` (3) "
         "counted, dark ones on at least `min_asns` (2) networks, not all in one region while "
-        "`min_targets` elsewhere are counted",
-        settle="none: many targets on several networks corroborate each other",
+        f"`min_targets` elsewhere are counted; or its blocks {_BLOCKS_DARK}, on at least `min_asns` "
+        "networks, not all one region's or the mobile networks' while the rest are watched and not dark",
+        settle="none: many targets, or blocks, on several networks corroborate each other",
         verdict="`full`, or `whitelist` while at least `whitelist_min` (3) counted targets (not `dns:`) "
         "answer, up since it began or for `recovery_grace`; evidence: those survivors, the dark ones "
-        "per region and network",
+        f"per region and network, {_SIGNALS}",
         find=_find_countries,
         recovered=_country_recovered,
     ),
     Rule(
         Scope.MOBILE,
-        who="the normally reachable targets on the `mobile` networks of one country (`networks:`)",
+        who="the normally reachable targets on the `mobile` networks of one country (`networks:`), "
+        "and their blocks",
         member_dark=_GROUP_DARK,
         threshold="every member, on at least `min_asns` (2) networks, while a target on a `fixed` "
-        "network is up",
+        "network is up; or the blocks of each of at least `min_asns` watched mobile networks dark, "
+        "while a fixed network answers",
         settle=_COUNTRY_SEEN_UP,
-        verdict="`mobile_only`; evidence: the dark ones per network",
+        verdict=f"`mobile_only`; evidence: the dark ones per network, {_SIGNALS}",
         find=_find_mobile,
         recovered=_mobile_recovered,
     ),
     Rule(
         Scope.REGION,
-        who="the normally reachable targets of one region (`region:`, ISO 3166-2)",
+        who="the normally reachable targets of one region (`region:`, ISO 3166-2), and its blocks",
         member_dark=_GROUP_DARK,
-        threshold="as the country's, and most of at least `min_targets` targets elsewhere in the country up",
+        threshold="as the country's, and most of at least `min_targets` targets elsewhere in the country up; "
+        f"or its blocks {_BLOCKS_DARK}, on at least `min_asns` networks, the rest of the country's not",
         settle=_COUNTRY_SEEN_UP,
-        verdict="`regional`; evidence: the dark ones per network",
+        verdict=f"`regional`; evidence: the dark ones per network, {_SIGNALS}",
         find=_find_regions,
         recovered=_region_recovered,
     ),
     Rule(
         Scope.NETWORK,
-        who="the normally reachable targets of one country and ASN, at least `min_network_targets` (2)",
+        who="the normally reachable targets of one country and ASN, at least `min_network_targets` (2), "
+        "and its blocks",
         member_dark=_GROUP_DARK,
-        threshold="every member",
+        threshold=f"every member; or its blocks {_BLOCKS_DARK}",
         settle=_COUNTRY_SEEN_UP,
-        verdict="`network`",
+        verdict=f"`network`; evidence: {_SIGNALS}",
         find=_find_networks,
         recovered=_network_recovered,
     ),

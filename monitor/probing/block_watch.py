@@ -22,7 +22,7 @@ from apscheduler.triggers.interval import IntervalTrigger
 
 from monitor.catalog.schema import LivenessOptions
 from monitor.probing.block_rounds import BlockResult, BlockRounds, hitlist_usable
-from monitor.probing.discovery import Hitlist, discover
+from monitor.probing.discovery import Hitlist, discover_all
 from monitor.probing.liveness import Answer, Liveness
 from monitor.probing.pacing import PacketBudget
 
@@ -30,9 +30,6 @@ __all__ = ["BlockWatch", "HitlistStore"]
 
 log = logging.getLogger(__name__)
 
-# blocks discovered side by side: each pass waits out its silent addresses' timeouts, and the
-# budget, not this, bounds the packets
-_DISCOVERY_BLOCKS_AT_ONCE = 4
 _ROUND_JOB, _DISCOVERY_JOB, _FIRST_DISCOVERY_JOB = (
     "blocks:round",
     "blocks:discovery",
@@ -181,21 +178,22 @@ class BlockWatch:
         todo = list(prefixes if prefixes is not None else self.prefixes)
         self._queued.update(todo)
         started = time.monotonic()
-        blocks = iter(todo)
 
-        async def worker() -> None:
-            for prefix in blocks:
-                if prefix not in self.prefixes:
+        async def found(hitlist: Hitlist) -> None:
+            self._queued.discard(hitlist.prefix)
+            self.hitlists[hitlist.prefix] = hitlist
+            if self.store is not None:
+                await asyncio.to_thread(self.store.save_hitlist, hitlist)
+            self._watch()
+
+        def still_watched() -> Iterator[str]:
+            for prefix in todo:
+                if prefix in self.prefixes:
+                    yield prefix
+                else:  # gone with a reload
                     self._queued.discard(prefix)
-                    continue  # gone with a reload
-                hitlist = await discover(prefix, liveness, budget)
-                self._queued.discard(prefix)
-                self.hitlists[prefix] = hitlist
-                if self.store is not None:
-                    await asyncio.to_thread(self.store.save_hitlist, hitlist)
-                self._watch()
 
-        await asyncio.gather(*(worker() for _ in range(_DISCOVERY_BLOCKS_AT_ONCE)))
+        await discover_all(still_watched(), liveness, budget, found)
         usable = sum(
             1 for prefix in todo if prefix in self.hitlists and hitlist_usable(self.hitlists[prefix])
         )

@@ -10,12 +10,17 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import time
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 
 from monitor.probing.liveness import ICMP, Answer, Liveness
 from monitor.probing.pacing import PacketBudget
 
-__all__ = ["Hitlist", "discover", "packets_of"]
+__all__ = ["Hitlist", "discover", "discover_all", "packets_of"]
+
+# blocks discovered side by side: each pass waits out its silent addresses' timeouts, and the
+# budget, not this, bounds the packets
+BLOCKS_AT_ONCE = 4
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,6 +47,22 @@ async def discover(prefix: str, liveness: Liveness, budget: PacketBudget) -> Hit
     again = await asyncio.gather(*(_ask_one(address, method, liveness, budget) for address, method in hits))
     availability = sum(again) / len(hits) if hits else 0.0
     return Hitlist(prefix, hits, availability, time.time())
+
+
+async def discover_all(
+    prefixes: Iterable[str],
+    liveness: Liveness,
+    budget: PacketBudget,
+    on_found: Callable[[Hitlist], Awaitable[None]],
+) -> None:
+    """Each of `prefixes`, `BLOCKS_AT_ONCE` at a time under one budget; `on_found` as each ends."""
+    todo = iter(prefixes)
+
+    async def worker() -> None:
+        for prefix in todo:
+            await on_found(await discover(prefix, liveness, budget))
+
+    await asyncio.gather(*(worker() for _ in range(BLOCKS_AT_ONCE)))
 
 
 async def _ask(addresses: list[str], method: str, liveness: Liveness, budget: PacketBudget) -> list[bool]:

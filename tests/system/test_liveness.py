@@ -6,10 +6,14 @@ from __future__ import annotations
 
 import asyncio
 import os
+import subprocess
+from pathlib import Path
 
 import pytest
 
 from monitor.catalog.schema import LivenessOptions
+from monitor.lab.harness import monitor_command
+from monitor.outages.block_store import BlockStore
 from monitor.probing.belief import BlockState
 from monitor.probing.block_rounds import BlockResult, BlockRounds
 from monitor.probing.discovery import discover
@@ -76,3 +80,34 @@ async def test_a_round_decides_each_block_with_few_probes_and_keeps_the_budget()
         result.state is BlockState.UP and result.probes == 1 and not result.local for result in results
     )
     assert rounds.budget.sent == 2
+
+
+def test_blocks_discover_stores_each_blocks_hitlist_where_the_daemon_reads_it(tmp_path: Path) -> None:
+    config = tmp_path / "targets.yaml"
+    config.write_text(
+        "blocks:\n  - {prefix: 127.30.0.0/23, asn: 64500, country: KZ}\n"
+        "liveness: {method: tcp, tcp_ports: [9], timeout: 500ms, discovery_packets_per_second: 5000}\n"
+    )
+    state = tmp_path / "journal.sqlite"
+    run = subprocess.run(
+        monitor_command(
+            "blocks", "discover", "--config", str(config), "--state", str(state), "--prefix", "127.30.1.0/24"
+        ),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert run.returncode == 0, run.stderr
+    assert run.stdout == "127.30.1.0/24  256 responsive  availability 1.00\n"  # a refused port: a host there
+    assert "TCP only (liveness.method: tcp)" in run.stderr and "512 packets" in run.stderr
+    (hitlist,) = BlockStore(state).hitlists().values()
+    assert hitlist.prefix == "127.30.1.0/24" and hitlist.addresses[0] == ("127.30.1.0", tcp_method(9))
+    wrong = subprocess.run(
+        monitor_command(
+            "blocks", "discover", "--config", str(config), "--state", str(state), "--prefix", "10.0.0.0/24"
+        ),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert wrong.returncode == 2 and "10.0.0.0/24 is not a /24 of its blocks:" in wrong.stderr
