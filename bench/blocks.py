@@ -18,6 +18,7 @@ import argparse
 import ipaddress
 import os
 import shutil
+import signal
 import sys
 import tempfile
 import time
@@ -258,6 +259,8 @@ def main() -> int:
     if os.geteuid() != 0 or shutil.which("ip") is None:
         print("bench/blocks.py needs root and iproute2: it builds network namespaces", file=sys.stderr)
         return 2
+    # stopped by SIGTERM (the smoke test's timeout), the namespaces are removed on the way out
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
     info = machine_info()
     print_machine(info)
     prefixes = _blocks(args.blocks)

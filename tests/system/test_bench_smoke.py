@@ -173,3 +173,18 @@ def test_status_page_quick_against_the_json_of_the_same_data(tmp_path: Path) -> 
         assert result[path]["median_ms"] > 0 and result[path]["kib"] > 0
     assert result["/ (public)"]["kib"] < result["/"]["kib"]  # no target table
     assert "vs /api/status" in stdout
+
+
+def test_blocks_bench_measures_ours_and_blackbox_icmp_on_namespaced_blocks(tmp_path: Path) -> None:
+    if os.geteuid() != 0 or shutil.which("ip") is None:
+        pytest.skip("bench/blocks.py builds network namespaces: root and iproute2 (CI runs as root)")
+    missing = _blackbox_unavailable()
+    result, stdout = _run("blocks", tmp_path / "blocks.json", *(("--no-blackbox",) if missing else ()))
+    _machine_ok(result)
+    ours, *reference = result["rows"]
+    assert ours["probes"] >= 200 and ours["rounds"] >= 1  # 200 blocks, every probe answered
+    assert 0 < ours["cpu_ms_per_probe"] < 50 and ours["packets_per_second"] > 0
+    assert "goal, 10,000 blocks per 10-minute round under 0.1 core" in stdout
+    if not missing:
+        assert reference[0]["prober"] == "blackbox_exporter icmp" and reference[0]["probes"] > 0
+        assert "ours / blackbox_exporter" in stdout
