@@ -512,6 +512,8 @@ class DaemonMetrics:
             ["result"],
             registry=registry,
         )
+        for result in ("complete", "held"):  # known label values start at 0 (for rate() and alerts)
+            self.block_rounds.labels(result)
         self.block_round_duration = Gauge(
             "monitor_block_round_duration_seconds",
             "How long the last round over the blocks took",

@@ -11,6 +11,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from monitor.catalog.catalog import parse_catalog
 from monitor.daemon import DaemonMetrics
 from monitor.outages.analysis import Analyzer
+from monitor.probing.block_rounds import BlockResult
 from monitor.probing.failures import Failure, Phase
 from monitor.probing.latest import LatestResults
 from monitor.probing.result import ProbeResult
@@ -25,7 +26,11 @@ CATALOG = parse_catalog(
     )
     + "  - {name: kz-dns, dns: {query: 'kz.', type: SOA}, country: KZ, category: cctld_dns}\n"
     + "controls:\n  - {name: ripe, tcp: 'h:1', country: NL, category: control}\n"
+    + "regions: {KZ: {KZ-75: Almaty}}\n"
+    + "blocks:\n  - {prefix: 198.18.0.0/23, asn: 9198, country: KZ, region: KZ-75}\n"
+    + "  - {prefix: 198.18.2.0/24, asn: 29355, country: KZ, kind: mobile}\n"
 )
+BLOCK_PREFIXES = ("198.18.0.0/24", "198.18.1.0/24")  # watched; 198.18.2.0/24 is not
 
 
 def result(name: str, ok: bool) -> ProbeResult:
@@ -54,6 +59,11 @@ def rendered() -> str:
             outcome = result(target.name, ok=index % 4 != 0)
             results.record(outcome)
             analyzer.record(outcome)
+    analyzer.blocks.set_watched(BLOCK_PREFIXES, 0.0)
+    for round_start in range(6):  # enough rounds for a baseline (baseline_rounds)
+        for prefix, belief in zip(BLOCK_PREFIXES, (0.99, 0.5), strict=True):
+            analyzer.record_block(BlockResult(prefix, belief, 1, 1, round_start + 0.1, round_start + 0.2))
+        analyzer.blocks.end_round(round_start, round_start + 1)
     analyzer.evaluate()
     registry = CollectorRegistry()
     DaemonMetrics(registry)
@@ -112,3 +122,18 @@ def test_probe_text_is_only_that_probe() -> None:
 )
 def test_numbers_are_written_as_prometheus_reads_them(value: float, text: str) -> None:
     assert _number(value) == text
+
+
+def test_blocks_are_counted_per_network_and_region_never_per_block() -> None:
+    families = {family.name: family for family in text_string_to_metric_families(rendered())}
+    counts = {
+        (sample.labels["asn"], sample.labels["region"], sample.labels["state"]): sample.value
+        for sample in families["monitor_blocks"].samples
+    }
+    assert len(counts) == 2 * 4  # two cells, four states each
+    assert (counts["AS9198", "KZ-75", "up"], counts["AS9198", "KZ-75", "unknown"]) == (1, 1)
+    assert counts["AS29355", "", "unwatched"] == 1
+    baselines = {sample.labels["asn"]: sample.value for sample in families["monitor_blocks_baseline"].samples}
+    assert baselines == {"AS9198": 1.0}  # the unwatched cell never had a round
+    rounds = {sample.labels["result"]: sample.value for sample in families["monitor_block_rounds"].samples}
+    assert rounds == {"complete": 0.0, "held": 0.0}  # known label values start at 0
