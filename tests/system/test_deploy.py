@@ -435,6 +435,7 @@ def test_country_shutdown_inhibits_the_alerts_it_explains() -> None:
         "RegionalShutdown",
         "MobileShutdown",
         "Throttling",
+        "BlocksBelowBaseline",
     }
 
 
@@ -447,14 +448,14 @@ def test_country_shutdown_inhibits_only_its_own_country_from_the_same_vantage() 
     assert rules and all(sorted(rule["equal"]) == ["country", "vantage"] for rule in rules)
 
 
-def test_network_outage_inhibits_only_the_sites_of_its_own_network_from_the_same_vantage() -> None:
+def test_network_outage_inhibits_only_its_own_sites_and_blocks_from_the_same_vantage() -> None:
     rules = [
         rule
         for rule in _yaml(ALERTMANAGER_CONFIG)["inhibit_rules"]
         if rule["source_matchers"] == ['alertname="NetworkOutage"']
     ]
     assert [(rule["target_matchers"], sorted(rule["equal"])) for rule in rules] == [
-        (['alertname="TargetDown"'], ["asn", "country", "vantage"])
+        (['alertname=~"TargetDown|BlocksBelowBaseline"'], ["asn", "country", "vantage"])
     ]
 
 

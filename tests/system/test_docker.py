@@ -37,6 +37,8 @@ def _compose_security() -> list[str]:
     for key, flag in (("tmpfs", "--tmpfs"), ("cap_drop", "--cap-drop"), ("security_opt", "--security-opt")):
         for value in service.get(key, []):
             flags += [flag, value]
+    for name, value in service.get("sysctls", {}).items():
+        flags += ["--sysctl", f"{name}={value}"]
     return flags
 
 
@@ -191,6 +193,15 @@ def test_the_image_builds_offline_from_its_base_and_runs_the_demo_as_compose_run
         }
         assert capabilities["CapEff"] == capabilities["CapPrm"] == capabilities["CapBnd"] == "0" * 16
         assert "NoNewPrivs:\t1" in status
+        # block liveness without root or CAP_NET_RAW: compose's ping_group_range admits uid 10001
+        liveness = (
+            "from monitor.probing.liveness import Liveness; print(Liveness.detect('auto', (443,), 1).name)"
+        )
+        assert _exec(docker, container, "python", "-c", liveness).stdout.strip() == "icmp_datagram"
+        echo = (
+            "import icmplib; print(icmplib.ping('127.0.0.1', count=1, timeout=2, privileged=False).is_alive)"
+        )
+        assert _exec(docker, container, "python", "-c", echo).stdout.strip() == "True"
         written = _exec(docker, container, "sh", "-c", "touch /usr/x", check=False)
         assert written.returncode != 0 and "Read-only file system" in written.stderr
         assert _exec(docker, container, "sh", "-c", "touch /etc/monitor/x", check=False).returncode != 0
