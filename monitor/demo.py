@@ -10,15 +10,19 @@ from pathlib import Path
 
 from monitor.catalog.durations import parse_duration
 from monitor.daemon import Monitor, serve
+from monitor.lab.internet import SimulatedInternet
 from monitor.lab.presets import kazakhstan
 from monitor.lab.scenario import Step, kazakhstan_2022, replay
+from monitor.outages.block_store import BlockStore
+from monitor.probing.discovery import Hitlist
+from monitor.probing.liveness import tcp_method
 
 __all__ = ["run_demo"]
 
 
 async def run_demo(args: argparse.Namespace, host: str, port: int) -> None:
     with tempfile.TemporaryDirectory(prefix="monitor-demo-") as workdir:
-        async with kazakhstan(workdir=workdir) as net:
+        async with kazakhstan(workdir=workdir, with_blocks=True) as net:
             interval, timeout = parse_duration(args.interval), parse_duration(args.timeout)
             config = net.write_targets_yaml(
                 Path(workdir) / "targets.yaml",
@@ -30,6 +34,7 @@ async def run_demo(args: argparse.Namespace, host: str, port: int) -> None:
                 analysis={"slow_min_seconds": "200ms", "recovery_grace": f"{3 * interval:g}s"},
             )
             state = args.state or str(Path(workdir) / "journal.sqlite")
+            hand_over_hitlists(net, state)
             monitor = Monitor(config, state_path=state)
             async with serve(monitor, host, port, enable_lifecycle=False) as stopping:
                 print(
@@ -60,12 +65,25 @@ async def run_demo(args: argparse.Namespace, host: str, port: int) -> None:
                     raise error
 
 
+def hand_over_hitlists(net: SimulatedInternet, state: str | Path) -> None:
+    """The lab blocks' answering hosts, as discovery would find them on a real network (on
+    loopback every address answers: monitor.lab.eyeballs), into the journal database."""
+    store = BlockStore(state)
+    method = tcp_method(net.blocks.port)
+    for prefix, hosts in net.blocks.hitlists().items():
+        store.save_hitlist(Hitlist(prefix, tuple((host, method) for host in hosts), 1.0, time.time()))
+
+
 def _conclusion(monitor: Monitor, step: Step) -> str:
     """What the monitor concluded about Kazakhstan, beside what happened."""
     summary = monitor.analyzer.countries.get("KZ")
     verdict = summary.verdict if summary is not None else "unknown"
     mark = "as expected" if verdict == step.expect else f"expected {step.expect}"
-    open_now = sorted(f"{o.scope.value} {o.key}" for o in monitor.analyzer.open.values())
+    open_now = sorted(
+        f"{o.scope.value} {o.key}"
+        + (f" [{'+'.join(o.details['signals'])}]" if "signals" in o.details else "")
+        for o in monitor.analyzer.open.values()
+    )
     return f"-> the monitor: {verdict} ({mark}); open: {', '.join(open_now) or 'nothing'}"
 
 

@@ -39,6 +39,7 @@ from typing import Any
 
 from monitor.lab.certs import LabPKI
 from monitor.lab.dns_server import Behavior, LabDNSServer
+from monitor.lab.eyeballs import LabBlock, LabBlocks, block_prefix
 from monitor.lab.loopback import free_port_pair, require_loopback
 from monitor.lab.targets_yaml import TargetSite, dump_targets_yaml, targets_document
 from monitor.lab.topology import HostKind, LabHost, LabNetwork, cymru_origin_name, network_prefix
@@ -71,6 +72,7 @@ class _State:
     vantage_offline: bool = False
     slow: dict[str, float] = field(default_factory=dict)  # host -> seconds added to each answer
     spoofed: dict[str, str] = field(default_factory=dict)  # fqdn -> the national resolver's lie
+    region_modes: dict[str, Mode] = field(default_factory=dict)  # for the end-user blocks
 
     def copy(self) -> _State:
         return _State(
@@ -79,6 +81,7 @@ class _State:
             self.vantage_offline,
             dict(self.slow),
             dict(self.spoofed),
+            dict(self.region_modes),
         )
 
 
@@ -119,6 +122,11 @@ class SimulatedInternet:
         self.sites: dict[str, LabSite] = {}
         self._servers: dict[str, LabWebServer] = {}
         self._place(hosts)
+        self.blocks = LabBlocks(
+            LabBlock(str(block_prefix(network.asn, index)), network.asn, network.country, region)
+            for network in self.networks.values()
+            for index, region in enumerate(network.blocks)
+        )
         self._state = _State()
         self._started = False
         self.ca_file = Path()
@@ -198,6 +206,7 @@ class SimulatedInternet:
             await self.dns.start(self._dns_ip, self._dns_port)
             await self.national_dns.start(self._dns_ip, 0)
             await self._start_servers()
+            self.blocks.start()
             self._started = True
             await self._apply(self._state)
         except BaseException:
@@ -245,6 +254,7 @@ class SimulatedInternet:
                 raise failure
 
     async def _teardown(self) -> None:
+        self.blocks.close()
         await asyncio.gather(*(server.close() for server in self._servers.values()))
         await self.dns.close()
         await self.national_dns.close()
@@ -298,8 +308,11 @@ class SimulatedInternet:
         include_asn: bool | None = None,
         defaults: dict[str, Any] | None = None,
         analysis: dict[str, Any] | None = None,
+        liveness: dict[str, Any] | None = None,
     ) -> dict[str, Any]:
-        """The monitor's config; `defaults` and `analysis` add to those sections."""
+        """The monitor's config; `defaults`, `analysis` and `liveness` add to those sections.
+        With end-user blocks, they are asked by TCP on the lab's block port, a round every
+        `interval`."""
         document = targets_document(
             (TargetSite(site.host, site.fqdn) for site in self.sites.values()),
             self.networks.values(),
@@ -315,6 +328,22 @@ class SimulatedInternet:
         document["defaults"].update(defaults or {})
         if analysis:
             document["analysis"] = dict(analysis)
+        if self.blocks.blocks:
+            document["blocks"] = [
+                {"prefix": block.prefix, "asn": block.asn, "country": block.country}
+                | ({"region": block.region} if block.region else {})
+                for block in self.blocks.blocks.values()
+            ]
+            document["liveness"] = {
+                "round": interval,
+                "timeout": timeout,
+                "method": "tcp",
+                "tcp_ports": [self.blocks.port],
+                "packets_per_second": 100,
+                "discovery": "0 0 1 1 *",  # the hitlists are handed over (LabBlocks.hitlists)
+                "baseline_rounds": 3,
+                **(liveness or {}),
+            }
         return document
 
     def write_targets_yaml(
@@ -326,6 +355,7 @@ class SimulatedInternet:
         include_asn: bool | None = None,
         defaults: dict[str, Any] | None = None,
         analysis: dict[str, Any] | None = None,
+        liveness: dict[str, Any] | None = None,
     ) -> Path:
         """Write the monitor's config. `include_asn` None follows each host's `declare_asn`."""
         if not self._started:
@@ -337,6 +367,7 @@ class SimulatedInternet:
                 include_asn=include_asn,
                 defaults=defaults,
                 analysis=analysis,
+                liveness=liveness,
             ),
             path,
         )
@@ -384,6 +415,7 @@ class SimulatedInternet:
             raise KeyError(f"no lab host in region {region}")
         state = self._state.copy()
         state.host_modes.update(dict.fromkeys(names, mode))
+        state.region_modes[region] = mode
         await self._apply(state)
 
     async def set_slow(self, asns: Iterable[int], seconds: float) -> None:
@@ -445,6 +477,15 @@ class SimulatedInternet:
                     "mode": self._state.network_modes.get(asn, Mode.UP).value,
                 }
                 for asn, network in self.networks.items()
+            },
+            "blocks": {
+                prefix: {
+                    "asn": block.asn,
+                    "region": block.region,
+                    "port": self.blocks.port,
+                    "dark": prefix in self.blocks.dark,
+                }
+                for prefix, block in self.blocks.blocks.items()
             },
             "hosts": {
                 site.host.name: {
@@ -518,3 +559,10 @@ class SimulatedInternet:
         self.dns.set_override(Behavior.DROP if state.vantage_offline else None)
         national_dark = state.vantage_offline or national_mode in _DOWN
         self.national_dns.set_override(Behavior.DROP if national_dark else None)
+        self.blocks.set_dark(
+            block.prefix
+            for block in self.blocks.blocks.values()
+            if state.vantage_offline
+            or state.network_modes.get(block.asn, Mode.UP) in _DOWN
+            or (block.region is not None and state.region_modes.get(block.region, Mode.UP) in _DOWN)
+        )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+from dataclasses import replace
 from typing import Any
 
 from monitor.lab.internet import SimulatedInternet
@@ -14,6 +15,7 @@ __all__ = [
     "ASTANA",
     "CONTROL_HOSTS",
     "CONTROL_NETWORKS",
+    "KAZAKHSTAN_BLOCKS",
     "KAZAKHSTAN_HOSTS",
     "KAZAKHSTAN_NETWORKS",
     "KAZAKHSTAN_STAYS_UP",
@@ -120,16 +122,31 @@ CONTROL_HOSTS = (
 KAZAKHSTAN_STAYS_UP = ("nationalbank", "primeminister")
 
 
-def kazakhstan(**options: Any) -> SimulatedInternet:
-    """Kazakhstan, January 2022: 25 targets over six national networks, five controls abroad.
+# End-user /24s (monitor.lab.eyeballs) of the fixed and mobile networks, by region: where people
+# are, whatever happens to the sites. The mobile networks hold fewer than half of them.
+KAZAKHSTAN_BLOCKS = {
+    KAZAKHTELECOM: (ALMATY, ASTANA, ASTANA, ALMATY),
+    KCELL: (ALMATY, ASTANA),
+    TELE2: (ALMATY, ASTANA),
+    BEELINE: (ALMATY,),
+}
+
+
+def kazakhstan(*, with_blocks: bool = False, **options: Any) -> SimulatedInternet:
+    """Kazakhstan, January 2022: 25 targets over six national networks, five controls abroad;
+    `with_blocks`, also the end-user blocks of its fixed and mobile networks, which go dark with
+    their network, their region or the whole country.
 
     A shutdown: `await net.set_country("KZ", Mode.BLACKHOLE, except_hosts=KAZAKHSTAN_STAYS_UP)`.
     `options` go to SimulatedInternet (ports, workdir, ...).
     """
     options.setdefault("national_resolver_asn", KAZAKHTELECOM)
-    return SimulatedInternet(
-        (*KAZAKHSTAN_HOSTS, *CONTROL_HOSTS), (*KAZAKHSTAN_NETWORKS, *CONTROL_NETWORKS), **options
-    )
+    networks: tuple[LabNetwork, ...] = KAZAKHSTAN_NETWORKS
+    if with_blocks:
+        networks = tuple(
+            replace(network, blocks=KAZAKHSTAN_BLOCKS.get(network.asn, ())) for network in networks
+        )
+    return SimulatedInternet((*KAZAKHSTAN_HOSTS, *CONTROL_HOSTS), (*networks, *CONTROL_NETWORKS), **options)
 
 
 # A neighbour for scenarios with two countries. The ASNs are from the private-use range: this

@@ -66,6 +66,7 @@ class LabNetwork:
     name: str
     country: str
     kind: str | None = None  # mobile, fixed, hosting, transit: written to the catalog's networks:
+    blocks: tuple[str | None, ...] = ()  # its end-user /24s (monitor.lab.eyeballs): each one's region
 
 
 def network_prefix(asn: int) -> ipaddress.IPv4Network:

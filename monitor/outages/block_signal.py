@@ -69,18 +69,24 @@ def _baseline(cells: Iterable[CellView]) -> float:
     return sum(view.baseline or 0.0 for view in cells)
 
 
-def darkness(cells: Sequence[CellView], options: LivenessOptions) -> Darkness | None:
-    """The group of `cells` if it is dark: a baseline of at least `min_blocks` and its summed
-    counts dark. It started when the last of its dark cells went dark (or was released to it)."""
+def darkness(
+    cells: Sequence[CellView], options: LivenessOptions, min_blocks: float | None = None
+) -> Darkness | None:
+    """The group of `cells` if it is dark: a baseline of at least `min_blocks` (the catalog's
+    unless given) and its summed counts dark. It started when the block went down that took it
+    over the threshold (or when a wider outage released it)."""
     counted = [view for view in cells if view.baseline is not None]
     baseline = _baseline(counted)
     up, down = sum(view.up for view in counted), sum(view.down for view in counted)
-    if baseline < options.min_blocks or not is_dark(up, down, baseline, options.dark_ratio):
+    least = options.min_blocks if min_blocks is None else min_blocks
+    if baseline < least or not is_dark(up, down, baseline, options.dark_ratio):
         return None
     dark = tuple(view for view in counted if view.dark_since is not None)
     if not dark:
         return None  # dark only as a sum of cells none of which is yet
-    started = max(max(view.dark_since or 0.0, view.released_at or 0.0) for view in dark)
+    went_down = sorted(since for view in counted for since in view.down_since)
+    crossing = went_down[min(int((1 - options.dark_ratio) * baseline), len(went_down) - 1)]
+    started = max(crossing, *(view.released_at or 0.0 for view in dark))
     return Darkness(dark, up, down, baseline, started)
 
 
@@ -129,15 +135,16 @@ def dark_countries(
 def dark_mobile(
     offered: Sequence[CellView], analysis: AnalysisOptions, options: LivenessOptions
 ) -> dict[str, Darkness]:
-    """Countries whose mobile networks, at least `min_asns` of them watched, are each dark."""
+    """Countries whose mobile networks, at least `min_asns` of them with a baseline, are each
+    dark by their blocks, with `min_blocks` among them all."""
     found = {}
     mobile = _by(offered, lambda view: view.country if view.network_kind == "mobile" else None)
     for country, cells in mobile.items():
         networks = {
-            asn: group for asn, group in _by(cells, lambda view: view.asn).items() if _watched(group, options)
+            asn: group for asn, group in _by(cells, lambda view: view.asn).items() if _baseline(group) > 0
         }
         if len(networks) < analysis.min_asns or not all(
-            darkness(group, options) for group in networks.values()
+            darkness(group, options, min_blocks=0) for group in networks.values()
         ):
             continue
         dark = darkness([view for group in networks.values() for view in group], options)
@@ -189,7 +196,8 @@ def settled(
     scope: Scope, dark: Darkness, every: Sequence[CellView], now: float, wait: float, options: LivenessOptions
 ) -> bool:
     """A narrower group may open once each wider group around it (its country; the mobile
-    networks; its region) was seen up by its blocks since it went dark, or after `wait`."""
+    networks; its region) was seen up by its blocks since it went dark, or had every block
+    probed since (its row has judged it on fresh answers), or after `wait`."""
     if now - dark.started_at >= wait:
         return True
     country = dark.cells[0].country
@@ -202,6 +210,7 @@ def settled(
     return all(
         not _watched(cells, options)
         or _up_since(cells, dark.started_at) >= options.dark_ratio * _baseline(cells)
+        or _probed_since(cells, dark.started_at)
         for cells in wider
     )
 
@@ -209,6 +218,11 @@ def settled(
 def _up_since(cells: Iterable[CellView], since: float) -> int:
     """Blocks of these cells seen up at `since` or later."""
     return sum(len(view.up_times) - bisect.bisect_left(view.up_times, since) for view in cells)
+
+
+def _probed_since(cells: Iterable[CellView], since: float) -> bool:
+    """Every watched block of these cells was probed at `since` or later."""
+    return all(not view.probed_times or view.probed_times[0] >= since for view in cells)
 
 
 def back_at(cells: Iterable[CellView], started_at: float) -> float | None:

@@ -65,6 +65,8 @@ class CellView:
     dark_since: float | None  # first probe that showed it dark, while it is
     back_since: float | None  # first probe that showed it back, while it is not dark
     up_times: tuple[float, ...] = ()  # when each block believed up was last seen up, sorted
+    down_since: tuple[float, ...] = ()  # when each block believed down went down, sorted
+    probed_times: tuple[float, ...] = ()  # when each watched block was last probed (0: never), sorted
     explained_by: _Key | None = None  # its cause at the last verdict, as an outage key
     released_at: float | None = None  # when the wider outage that explained it ended
     released_from: _Key | None = None
@@ -115,7 +117,7 @@ class BlockLedger:
         self.options = LivenessOptions()
         self.cell_of: dict[str, Cell] = {}  # /24 prefix -> its cell
         self.cells: dict[Cell, _CellRecord] = {}
-        self._state: dict[str, tuple[str, float]] = {}  # prefix -> (state, since when)
+        self._state: dict[str, tuple[str, float]] = {}  # prefix -> (state, when it entered it)
         self._probed_at: dict[str, float] = {}  # prefix -> start of its latest round
         self._views: dict[Cell, tuple[int, CellView]] = {}
 
@@ -164,13 +166,14 @@ class BlockLedger:
     def forget_since(self, since: float) -> None:
         """Results from `since` on are set aside (our uplink was going): those blocks are unknown
         until their next round."""
-        for prefix, (state, at) in list(self._state.items()):
-            if state != UNWATCHED and at >= since:
-                self._set(prefix, BlockState.UNKNOWN.value, at)
+        for prefix, (state, _) in list(self._state.items()):
+            probed = self._probed_at.get(prefix, 0.0)
+            if state != UNWATCHED and probed >= since:
+                self._set(prefix, BlockState.UNKNOWN.value, probed)
 
     def _set(self, prefix: str, state: str, at: float) -> bool:
-        previous = self._state.get(prefix, (UNWATCHED, 0.0))[0]
-        self._state[prefix] = (state, at)
+        previous, since = self._state.get(prefix, (UNWATCHED, 0.0))
+        self._state[prefix] = (state, since if state == previous else at)
         record = self.cells[self.cell_of[prefix]]
         record.counts[previous] -= 1
         record.counts[state] += 1
@@ -194,6 +197,8 @@ class BlockLedger:
         new baseline. A cell still being discovered has no sample yet."""
         changed = False
         for record in self.cells.values():
+            if record.dark_since is not None:
+                continue  # the baseline learns from normal times: a shutdown of days must not lower it
             watched = [
                 prefix for prefix in record.prefixes if self._state.get(prefix, (UNWATCHED,))[0] != UNWATCHED
             ]
@@ -251,8 +256,13 @@ class BlockLedger:
         explained: tuple[_Key, object] | None,
         release: tuple[float, _Key] | None,
     ) -> CellView:
-        states = [self._state.get(prefix, (UNWATCHED, 0.0)) for prefix in record.prefixes]
-        up_times = sorted(at for state, at in states if state == BlockState.UP.value)
+        states = [(prefix, *self._state.get(prefix, (UNWATCHED, 0.0))) for prefix in record.prefixes]
+        probed = self._probed_at
+        up_times = sorted(
+            probed.get(prefix, 0.0) for prefix, state, _ in states if state == BlockState.UP.value
+        )
+        down_since = sorted(since for _, state, since in states if state == BlockState.DOWN.value)
+        probed_times = sorted(probed.get(prefix, 0.0) for prefix, state, _ in states if state != UNWATCHED)
         return CellView(
             cell,
             up=record.counts[BlockState.UP.value],
@@ -261,6 +271,8 @@ class BlockLedger:
             dark_since=record.dark_since,
             back_since=record.back_since,
             up_times=tuple(up_times),
+            down_since=tuple(down_since),
+            probed_times=tuple(probed_times),
             explained_by=explained[0] if explained is not None and explained[1] != "recovering" else None,
             released_at=release[0] if release else None,
             released_from=release[1] if release else None,

@@ -304,7 +304,7 @@ def _find_countries(
         return _country_wanted(snapshot, key[1], counted, dark, None, darkness.started_at)
 
     found = {(Scope.COUNTRY, country): darkness for country, darkness in by_blocks.items()}
-    return _with_blocks(snapshot, groups, found, by_blocks_only)
+    return _with_blocks(snapshot, cells, groups, found, by_blocks_only)
 
 
 def _country_wanted(
@@ -480,7 +480,7 @@ def _find_networks(
         dark = _dark_targets(snapshot, offered, lambda view: view.country == country and view.asn == asn)
         return Wanted(Scope.NETWORK, key[1], darkness.started_at, _names(dark), country=country, asn=asn)
 
-    return _with_blocks(snapshot, groups, found, by_blocks_only)
+    return _with_blocks(snapshot, cells, groups, found, by_blocks_only)
 
 
 def _network_key(country: str, asn: int) -> OutageKey:
@@ -516,16 +516,18 @@ def _names(views: Iterable[TargetView]) -> tuple[str, ...]:
 
 def _with_blocks(
     snapshot: Snapshot,
+    cells: Sequence[CellView],
     groups: list[Group],
     by_blocks: Mapping[OutageKey, Darkness],
     by_blocks_only: Callable[[OutageKey, Darkness], Wanted],
 ) -> list[Group]:
     """A row's groups with the blocks as a second signal: a group dark by its targets, its blocks
-    or both (`signals`; both: confirmed), claiming its dark targets and dark cells, dated by the
-    first signal to show it, settled when either signal is."""
+    or both (`signals`; both: confirmed), claiming its dark targets and its dark cells (`cells`:
+    those offered to the row) whichever signal showed it, dated by the first signal to show it,
+    settled when either signal is."""
     if not snapshot.cells:
         return groups
-    wait = max(snapshot.settle, snapshot.liveness.round)
+    wait = snapshot.settle + 3 * snapshot.liveness.round  # a round runs long while blocks time out
     by_targets = {group.wanted.outage_key: group for group in groups}
     merged = []
     for key in sorted({*by_targets, *by_blocks}):
@@ -533,7 +535,9 @@ def _with_blocks(
         signals = [name for name, seen in (("blocks", darkness), ("targets", group)) if seen is not None]
         if darkness is None:
             assert group is not None
-            wanted, settled = group.wanted, group.settled
+            dark_cells = [view.name for view in _cells_of(key, cells) if view.dark_since is not None]
+            wanted = replace(group.wanted, members=tuple(sorted({*group.wanted.members, *dark_cells})))
+            settled = group.settled
         else:
             blocks_settled = key[0] is Scope.COUNTRY or block_signal.settled(
                 key[0], darkness, snapshot.cells, snapshot.now, wait, snapshot.liveness
@@ -634,7 +638,7 @@ def _find_regions(
             details={"region": region, **_extent(dark)},
         )
 
-    return _with_blocks(snapshot, groups, found, by_blocks_only)
+    return _with_blocks(snapshot, cells, groups, found, by_blocks_only)
 
 
 def _region_key(country: str, region: str) -> OutageKey:
@@ -718,7 +722,7 @@ def _find_mobile(
             Scope.MOBILE, key[1], darkness.started_at, _names(dark), country=country, details=_extent(dark)
         )
 
-    return _with_blocks(snapshot, groups, found, by_blocks_only)
+    return _with_blocks(snapshot, cells, groups, found, by_blocks_only)
 
 
 def _mobile_key(country: str) -> OutageKey:

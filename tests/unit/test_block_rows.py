@@ -36,6 +36,8 @@ def cell(
         dark_since=dark_since,
         back_since=back_since,
         up_times=() if dark else (seen_up_at,) * blocks,
+        down_since=(dark_since,) * blocks if dark else (),  # type: ignore[arg-type]
+        probed_times=(dark_since if dark else seen_up_at,) * blocks,  # type: ignore[arg-type]
         **extra,  # type: ignore[arg-type]
     )
 
@@ -79,12 +81,13 @@ def test_a_network_dark_by_its_blocks_alone_opens_once_its_country_was_seen_up_s
     assert verdict.countries["KZ"].verdict == "network"
 
 
-def test_a_narrower_group_waits_for_the_wider_groups_blocks_to_be_seen_up_or_a_round() -> None:
-    not_seen = country({10: NOW - 30}, seen_up_at=NOW - 40)  # the rest last seen before it went dark
+def test_a_narrower_group_waits_for_the_wider_groups_blocks_to_be_seen_up_or_three_rounds() -> None:
+    not_seen = country({10: NOW - 30}, seen_up_at=NOW - 40)  # the rest last probed before it went dark
     verdict = judge(with_cells(not_seen))
     assert verdict.wanted == {}
     assert verdict.cause["blocks:KZ/AS10"] == ((Scope.NETWORK, "KZ/AS10"), CauseKind.PENDING)
-    later = country({10: NOW - ROUND}, seen_up_at=NOW - ROUND - 10)
+    waited = SETTLE + 3 * ROUND  # rounds run long while dark blocks time out
+    later = country({10: NOW - waited}, seen_up_at=NOW - waited - 10)
     assert list(judge(with_cells(later)).wanted) == [(Scope.NETWORK, "KZ/AS10")]
 
 
@@ -120,7 +123,7 @@ def test_a_country_dark_by_its_blocks_on_several_networks_is_a_shutdown() -> Non
     verdict = judge(with_cells(country(dark)))
     assert list(verdict.wanted) == [(Scope.COUNTRY, "KZ")]
     shutdown = verdict.wanted[(Scope.COUNTRY, "KZ")]
-    assert shutdown.started_at == NOW - 60 + 21  # when the last dark network went
+    assert shutdown.started_at == NOW - 60 + 12  # 30 of 50 blocks down: more than half
     assert shutdown.details["signals"] == ["blocks"]
     assert shutdown.verdict == "whitelist"  # its sites answer from abroad: they survive
     assert verdict.countries["KZ"].state == "shutdown"
@@ -165,3 +168,21 @@ def test_cells_still_dark_when_the_country_ended_are_held_then_dark_from_its_end
     later = judge(with_cells((released, *country()[1:]), now=after_grace))
     network = later.wanted[(Scope.NETWORK, "KZ/AS10")]
     assert network.started_at == ended
+
+
+def test_mobile_networks_with_fewer_blocks_than_min_blocks_each_count_together() -> None:
+    small = tuple(cell(asn, dark_since=NOW - 40, blocks=2) for asn in MOBILE)  # 4 >= min_blocks (3)
+    verdict = judge(with_cells((*country()[:3], *small)))
+    assert list(verdict.wanted) == [(Scope.MOBILE, "KZ/mobile")]
+
+
+def test_a_group_dark_by_its_targets_also_claims_its_dark_cells() -> None:
+    """Else they could open a narrower outage of their own while the wider one is open."""
+    dark = {name: NOW - 50 for name in ("a1", "a2", "a3", "b1", "b2", "b3")}
+    targets = [*kz(dark), up("kcell", 20), up("tele2", 21)]
+    cells = country({10: NOW - 45, 20: NOW - 45})  # two networks' blocks: not the country's half
+    verdict = judge(with_cells(cells, targets))
+    shutdown = verdict.wanted[(Scope.COUNTRY, "KZ")]
+    assert shutdown.details["signals"] == ["targets"]
+    assert {"blocks:KZ/AS10", "blocks:KZ/AS20"} <= set(shutdown.members)
+    assert list(verdict.wanted) == [(Scope.COUNTRY, "KZ")]

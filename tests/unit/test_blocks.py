@@ -92,16 +92,29 @@ def test_blocks_trinocular_cannot_decide_are_no_evidence_of_darkness() -> None:
     assert all(view.dark_since is None and view.up == 0 for view in book.views({}, {}))
 
 
-def test_the_baseline_is_the_median_of_the_window_and_outlives_a_restart() -> None:
+def half_rounds(book: BlockLedger, count: int, start: float) -> float:
+    """Rounds with one of the region's two /24s down: fewer up, not dark."""
+    at = start
+    for _ in range(count):
+        for prefix, alive in zip(PREFIXES, (True, False, True), strict=True):
+            book.record(result(prefix, at, alive))
+        book.end_round(at, at + 10)
+        at += 10
+    return at
+
+
+def test_the_baseline_is_the_median_of_the_window_learnt_in_normal_times_and_outlives_a_restart() -> None:
     book = ledger()
     at = rounds(book, 5)
-    at = rounds(book, 2, start=at, alive=False)  # 2 dark rounds of 7: the median stays
     region = next(record for cell, record in book.cells.items() if cell.region)
+    at = half_rounds(book, 4, start=at)  # 4 rounds at 1 of 7: the median stays
     assert region.baseline == 2.0
-    at = rounds(book, 9, start=at, alive=False)  # the window (100s) now holds only dark rounds
-    assert region.baseline == 0.0
+    at = half_rounds(book, 7, start=at)  # the window (100s) now holds mostly rounds at 1
+    assert region.baseline == 1.0
+    at = rounds(book, 30, start=at, alive=False)  # dark for 300s: no sample, the baseline stays
+    assert region.baseline == 1.0 and region.samples[-1] == (160.0, 1)  # the last round before it
     again = ledger()
-    again.restore(book.samples(), now=at)
+    again.restore(book.samples(), now=160.0 + 50)  # a restart within the window of the last samples
     assert [record.baseline for record in again.cells.values()] == [
         record.baseline for record in book.cells.values()
     ]
