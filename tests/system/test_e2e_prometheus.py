@@ -29,6 +29,7 @@ import pytest_asyncio
 import yaml
 
 from monitor.catalog.durations import parse_duration
+from monitor.demo import hand_over_hitlists
 from monitor.lab.internet import SimulatedInternet
 from monitor.lab.presets import KAZAKHSTAN_STAYS_UP, KCELL, kazakhstan
 from monitor.lab.web import Mode
@@ -145,10 +146,11 @@ async def stack(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Stack
     webhook = Webhook()
     async with AsyncExitStack() as exits:
         session = await exits.enter_async_context(aiohttp.ClientSession())
-        net = await exits.enter_async_context(kazakhstan(workdir=workdir / "lab"))
+        net = await exits.enter_async_context(kazakhstan(workdir=workdir / "lab", with_blocks=True))
 
         webhook_base = await start_webhook(exits, webhook)
 
+        hand_over_hitlists(net, workdir / "journal.sqlite")  # the block panels have data, as in the demo
         daemon = await start_daemon(
             write_fast_config(net, workdir / "targets.yaml"), workdir / "journal.sqlite"
         )
