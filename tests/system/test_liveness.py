@@ -89,25 +89,16 @@ def test_blocks_discover_stores_each_blocks_hitlist_where_the_daemon_reads_it(tm
         "liveness: {method: tcp, tcp_ports: [9], timeout: 500ms, discovery_packets_per_second: 5000}\n"
     )
     state = tmp_path / "journal.sqlite"
-    run = subprocess.run(
-        monitor_command(
-            "blocks", "discover", "--config", str(config), "--state", str(state), "--prefix", "127.30.1.0/24"
-        ),
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+
+    def discover(prefix: str) -> subprocess.CompletedProcess[str]:
+        command = ("blocks", "discover", "--config", str(config), "--state", str(state), "--prefix", prefix)
+        return subprocess.run(monitor_command(*command), capture_output=True, text=True, timeout=60)
+
+    run = discover("127.30.1.0/24")
     assert run.returncode == 0, run.stderr
     assert run.stdout == "127.30.1.0/24  256 responsive  availability 1.00\n"  # a refused port: a host there
     assert "TCP only (liveness.method: tcp)" in run.stderr and "512 packets" in run.stderr
     (hitlist,) = BlockStore(state).hitlists().values()
     assert hitlist.prefix == "127.30.1.0/24" and hitlist.addresses[0] == ("127.30.1.0", tcp_method(9))
-    wrong = subprocess.run(
-        monitor_command(
-            "blocks", "discover", "--config", str(config), "--state", str(state), "--prefix", "10.0.0.0/24"
-        ),
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    wrong = discover("10.0.0.0/24")
     assert wrong.returncode == 2 and "10.0.0.0/24 is not a /24 of its blocks:" in wrong.stderr
