@@ -119,7 +119,7 @@ class BlockLedger:
         self.cells: dict[Cell, _CellRecord] = {}
         self._state: dict[str, tuple[str, float]] = {}  # prefix -> (state, when it entered it)
         self._probed_at: dict[str, float] = {}  # prefix -> start of its latest round
-        self._views: dict[Cell, tuple[int, CellView]] = {}
+        self._views: dict[Cell, tuple[tuple[object, ...], CellView]] = {}
 
     def set_catalog(
         self, blocks: Sequence[BlockEntry], options: LivenessOptions, kind_of: Callable[[int], str | None]
@@ -241,10 +241,10 @@ class BlockLedger:
         for cell, record in self.cells.items():
             explained = cause.get(cell.name)
             release = released.get(cell.name)
-            version = hash((record.version, explained, release))
+            inputs = (record.version, explained, release)
             cached = self._views.get(cell)
-            if cached is None or cached[0] != version:
-                cached = (version, self._view(cell, record, explained, release))
+            if cached is None or cached[0] != inputs:
+                cached = (inputs, self._view(cell, record, explained, release))
                 self._views[cell] = cached
             views.append(cached[1])
         return tuple(views)
