@@ -60,16 +60,21 @@ def _how(outage: Outage) -> list[dict[str, Any]]:
 
 def _plain_details(details: dict[str, Any]) -> list[tuple[str, str]]:
     """The rule's evidence other than the survivors (shown on their own), as text."""
-    shown = []
-    for key, value in sorted(details.items()):
-        if key in ("survivors", "survivors_total"):
-            continue
-        if isinstance(value, list):
-            value = ", ".join(str(item) for item in value)
-        elif isinstance(value, dict):
-            value = ", ".join(f"{k}: {v}" for k, v in sorted(value.items()))
-        shown.append((key.replace("_", " "), str(value)))
-    return shown
+    return [
+        (key.replace("_", " "), _text(value))
+        for key, value in sorted(details.items())
+        if key not in ("survivors", "survivors_total")
+    ]
+
+
+def _text(value: Any, nested: bool = False) -> str:
+    """A list as its items, a mapping as `key: value` pairs (in parentheses when inside another)."""
+    if isinstance(value, list):
+        return ", ".join(_text(item, True) for item in value)
+    if isinstance(value, dict):
+        pairs = ", ".join(f"{str(k).replace('_', ' ')}: {_text(v, True)}" for k, v in sorted(value.items()))
+        return f"({pairs})" if nested else pairs
+    return str(value)
 
 
 def _chart(outage: Outage, context: list[Outage], now: float) -> str:
