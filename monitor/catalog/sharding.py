@@ -3,6 +3,7 @@
 Each target goes to the shard with the highest hash of (shard, name): stable across restarts,
 independent of catalog order, and adding a replica moves only the targets the new one wins
 (about 1/(N+1) of them). Controls are probed by every shard: each needs its own vantage check.
+The `blocks:` entries are split the same way, by prefix.
 """
 
 from __future__ import annotations
@@ -26,7 +27,8 @@ class Shard:
 
     def select(self, catalog: Catalog) -> Catalog:
         kept = tuple(target for target in catalog.targets if target.is_control or self.owns(target.name))
-        return dataclasses.replace(catalog, targets=kept, by_name={})
+        blocks = tuple(block for block in catalog.blocks if self.owns(block.prefix))
+        return dataclasses.replace(catalog, targets=kept, by_name={}, blocks=blocks)
 
     def __str__(self) -> str:
         return f"{self.index}/{self.count}"

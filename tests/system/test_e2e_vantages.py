@@ -32,6 +32,7 @@ import pytest
 import pytest_asyncio
 import yaml
 
+from monitor.demo import hand_over_hitlists
 from monitor.lab.harness import monitor_command
 from monitor.lab.internet import SimulatedInternet
 from monitor.lab.presets import KAZAKHSTAN_STAYS_UP, kazakhstan
@@ -181,7 +182,8 @@ async def central(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Cen
         vantages: dict[str, Vantage] = {}
         for name in NAMES:
             home = workdir / name
-            net = await exits.enter_async_context(kazakhstan(workdir=home / "lab"))
+            net = await exits.enter_async_context(kazakhstan(workdir=home / "lab", with_blocks=True))
+            hand_over_hitlists(net, home / "journal.sqlite")  # every panel has data, the block ones too
             # the last one merges the others' journals with its own (/api/outages/merged)
             peers = [f"--peer={v.daemon.base}" for v in vantages.values()] if name == NAMES[-1] else []
             daemon = await start_daemon(

@@ -40,3 +40,13 @@ def test_every_shard_keeps_the_controls() -> None:
 def test_bad_shards_are_explained(text: str) -> None:
     with pytest.raises(ValueError, match="I/N"):
         parse_shard(text)
+
+
+def test_blocks_are_split_over_the_shards_by_prefix() -> None:
+    entries = "".join(f"  - {{prefix: 10.{index}.0.0/24, asn: 64500, country: KZ}}\n" for index in range(60))
+    catalog = parse_catalog(f"blocks:\n{entries}")
+    parts = [parse_shard(f"{index}/3").select(catalog).blocks for index in range(3)]
+    assert sorted(block.prefix for part in parts for block in part) == sorted(
+        b.prefix for b in catalog.blocks
+    )
+    assert all(parts)
