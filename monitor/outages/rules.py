@@ -275,7 +275,7 @@ def _find_countries(
     groups = []
     cells = _offered_cells(snapshot, verdict)
     by_blocks = block_signal.dark_countries(cells, snapshot.cells, snapshot.options, snapshot.liveness)
-    for country in sorted({view.country for view in offered} - set(by_blocks)):
+    for country in sorted({view.country for view in offered} | set(by_blocks)):
         counted = members.get(country, [])
         dark = [view for view in counted if _dark_for_group(view, snapshot.options)]
         summary = verdict.countries[country] = _country_state(snapshot, counted, dark, control_share)
@@ -284,18 +284,15 @@ def _find_countries(
         elif summary.state == "shutdown":
             crossing = len(counted) - int(snapshot.options.shutdown_ratio * len(counted))
             groups.append(Group(_country_wanted(snapshot, country, counted, dark, crossing), settled=True))
-        elif summary.state == "unknown" and (key := (Scope.COUNTRY, country)) in snapshot.open_since:
+        elif (
+            summary.state == "unknown"
+            and country not in by_blocks
+            and (key := (Scope.COUNTRY, country)) in snapshot.open_since
+        ):
             # No target has a state yet (a restart): no evidence either way, the outage stays.
             wanted = Wanted(Scope.COUNTRY, country, snapshot.open_since[key], (), country=country)
             groups.append(Group(wanted, settled=True))
-    for country in sorted(by_blocks):
-        counted = members.get(country, [])
-        dark = [view for view in counted if _dark_for_group(view, snapshot.options)]
-        summary = verdict.countries[country] = _country_state(snapshot, counted, dark, control_share)
-        if summary.state == "shutdown" and not _one_region_dark(snapshot, counted, dark):
-            crossing = len(counted) - int(snapshot.options.shutdown_ratio * len(counted))
-            groups.append(Group(_country_wanted(snapshot, country, counted, dark, crossing), settled=True))
-        if snapshot.vantage_online:
+        if country in by_blocks and snapshot.vantage_online:
             summary.state = "shutdown"  # its people are cut off, whatever its sites say
 
     def by_blocks_only(key: OutageKey, darkness: Darkness) -> Wanted:
