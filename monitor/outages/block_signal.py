@@ -3,8 +3,9 @@ mobile networks, regions and networks are dark by their blocks, when such a grou
 when it came back. The rows (rules.py) merge these with what the targets say.
 
 A group is dark as a sum of its cells (`darkness`); a narrower group waits until every wider
-group around it was seen up by its own blocks since it went dark (blocks are probed once a round,
-so a country going dark shows network by network), or a round and `settle` at most.
+group around it was seen up, or probed all over, by its own blocks since it went dark (blocks are
+probed once a round, so a country going dark shows network by network), or `settle` and three
+rounds at most (the rows' wait).
 """
 
 from __future__ import annotations
@@ -158,7 +159,7 @@ def fixed_up(every: Sequence[CellView], country: str, options: LivenessOptions) 
     fixed = _by(
         every, lambda view: view.asn if view.country == country and view.network_kind == "fixed" else None
     )
-    return any(view.up > 0 and _rest_fine(group, options) for group in fixed.values() for view in group)
+    return any(any(view.up > 0 for view in group) and _rest_fine(group, options) for group in fixed.values())
 
 
 def dark_regions(
