@@ -75,7 +75,9 @@ def darkness(
 ) -> Darkness | None:
     """The group of `cells` if it is dark: a baseline of at least `min_blocks` (the catalog's
     unless given) and its summed counts dark. It started when the block went down that took it
-    over the threshold (or when a wider outage released it)."""
+    over the threshold, and not before the last of its dark cells went dark: blocks already down
+    for a narrower event (the mobile networks, one region) must not date a wider one from that
+    event (or, for a group released by a wider outage, when that ended)."""
     counted = [view for view in cells if view.baseline is not None]
     baseline = _baseline(counted)
     up, down = sum(view.up for view in counted), sum(view.down for view in counted)
@@ -87,7 +89,7 @@ def darkness(
         return None  # dark only as a sum of cells none of which is yet
     went_down = sorted(since for view in counted for since in view.down_since)
     crossing = went_down[min(int((1 - options.dark_ratio) * baseline), len(went_down) - 1)]
-    started = max(crossing, *(view.released_at or 0.0 for view in dark))
+    started = max(crossing, *(max(view.dark_since or 0.0, view.released_at or 0.0) for view in dark))
     return Darkness(dark, up, down, baseline, started)
 
 

@@ -520,8 +520,8 @@ def _with_blocks(
 ) -> list[Group]:
     """A row's groups with the blocks as a second signal: a group dark by its targets, its blocks
     or both (`signals`; both: confirmed), claiming its dark targets and its dark cells (`cells`:
-    those offered to the row) whichever signal showed it, dated by the first signal to show it,
-    settled when either signal is."""
+    those offered to the row) whichever signal showed it, dated by its targets when they show it
+    (probed every interval, not once a round), else by its blocks, settled when either signal is."""
     if not snapshot.cells:
         return groups
     wait = snapshot.settle + 3 * snapshot.liveness.round  # a round runs long while blocks time out
@@ -540,11 +540,7 @@ def _with_blocks(
                 key[0], darkness, snapshot.cells, snapshot.now, wait, snapshot.liveness
             )
             wanted = by_blocks_only(key, darkness) if group is None else group.wanted
-            wanted = replace(
-                wanted,
-                started_at=min(wanted.started_at, darkness.started_at),
-                members=tuple(sorted({*wanted.members, *darkness.members})),
-            )
+            wanted = replace(wanted, members=tuple(sorted({*wanted.members, *darkness.members})))
             settled = blocks_settled or (group is not None and group.settled)
         details = {**wanted.details, "signals": signals}
         if darkness is not None:

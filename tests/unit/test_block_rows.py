@@ -96,7 +96,7 @@ def test_a_network_dark_by_its_targets_and_blocks_is_confirmed_by_both() -> None
     verdict = judge(with_cells(country({10: NOW - 20}), targets))
     network = verdict.wanted[(Scope.NETWORK, "KZ/AS10")]
     assert network.details["signals"] == ["blocks", "targets"]
-    assert network.started_at == NOW - 50  # the first signal to show it
+    assert network.started_at == NOW - 50  # its targets show it: dated by them
     assert network.members == ("a1", "a2", "a3", "blocks:KZ/AS10")
     just_targets = judge(with_cells(country(), targets)).wanted[(Scope.NETWORK, "KZ/AS10")]
     assert just_targets.details["signals"] == ["targets"] and "blocks" not in just_targets.details
@@ -123,7 +123,9 @@ def test_a_country_dark_by_its_blocks_on_several_networks_is_a_shutdown() -> Non
     verdict = judge(with_cells(country(dark)))
     assert list(verdict.wanted) == [(Scope.COUNTRY, "KZ")]
     shutdown = verdict.wanted[(Scope.COUNTRY, "KZ")]
-    assert shutdown.started_at == NOW - 60 + 12  # 30 of 50 blocks down: more than half
+    # over half of the 50 blocks down with AS12, but dated when the last dark network went: its
+    # blocks may have been down for a narrower event before
+    assert shutdown.started_at == NOW - 60 + 21
     assert shutdown.details["signals"] == ["blocks"]
     assert shutdown.verdict == "whitelist"  # its sites answer from abroad: they survive
     assert verdict.countries["KZ"].state == "shutdown"
@@ -186,3 +188,13 @@ def test_a_group_dark_by_its_targets_also_claims_its_dark_cells() -> None:
     assert shutdown.details["signals"] == ["targets"]
     assert {"blocks:KZ/AS10", "blocks:KZ/AS20"} <= set(shutdown.members)
     assert list(verdict.wanted) == [(Scope.COUNTRY, "KZ")]
+
+
+def test_a_country_is_not_dated_from_its_mobile_networks_blocks_dark_before_it() -> None:
+    """The mobile networks hold most of the blocks and went dark first (mobile_only); the
+    country is dark from when its fixed networks went too."""
+    mobile = tuple(cell(asn, dark_since=NOW - 300, blocks=20) for asn in MOBILE)
+    fixed = tuple(cell(asn, dark_since=NOW - 30) for asn in FIXED)
+    verdict = judge(with_cells((*fixed, *mobile)))
+    assert list(verdict.wanted) == [(Scope.COUNTRY, "KZ")]
+    assert verdict.wanted[(Scope.COUNTRY, "KZ")].started_at == NOW - 30
