@@ -118,6 +118,14 @@ async def controls_up(daemon: Daemon) -> bool:
     return status["vantage_online"] and all(t["state"] == "up" for t in status["targets"] if t["control"])
 
 
+async def judging_with_all_up(daemon: Daemon, geo_blocked: str = "akorda") -> bool:
+    """Every lab target has a state and is up (but the one geo-blocked from abroad), and verdicts
+    are judged: a target still unknown was never up, so no outage would ever count it."""
+    status = await daemon.json("/api/status")
+    reachable = [t for t in status["targets"] if t["name"] != geo_blocked]
+    return not status["verdicts_frozen"] and all(t["state"] == "up" for t in reachable)
+
+
 async def until(check: Callable[[], Awaitable[bool]], *, timeout: float, what: str) -> float:
     """Poll `check` until it holds; return the seconds it took."""
     started = time.monotonic()

@@ -17,7 +17,7 @@ import pytest_asyncio
 from monitor.lab.harness import monitor_command
 from monitor.lab.presets import KAZAKHSTAN_STAYS_UP, KCELL
 from monitor.lab.web import Mode
-from tests.system.daemon_harness import Daemon, start_daemon, until, write_fast_config
+from tests.system.daemon_harness import Daemon, judging_with_all_up, start_daemon, until, write_fast_config
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
@@ -30,24 +30,10 @@ async def daemon(net, tmp_path: Path) -> AsyncIterator[Daemon]:  # type: ignore[
     running = await start_daemon(
         write_fast_config(net, tmp_path / "targets.yaml"), tmp_path / "journal.sqlite", "--enable-lifecycle"
     )
-    await until(lambda: all_up(running), timeout=20, what="every reachable lab target to be up")
+    await until(lambda: judging_with_all_up(running), timeout=20, what="every reachable lab target to be up")
     yield running
     await running.stop()
     await net.restore_all()
-
-
-async def all_up(daemon: Daemon) -> bool:
-    metrics = await daemon.metrics()
-    ups = {
-        dict(labels)["target"]: value
-        for (name, labels), value in metrics.items()
-        if name == "monitor_target_up"
-    }
-    return (
-        len(ups) >= 29
-        and all(value == 1 for name, value in ups.items() if name != GEO_BLOCKED)
-        and (metrics.get(("monitor_country_state", (("country", "KZ"), ("state", "normal")))) == 1)
-    )
 
 
 async def open_outages(daemon: Daemon) -> list[str]:
@@ -188,7 +174,7 @@ async def test_restart_during_an_outage_keeps_its_start_time(net, tmp_path: Path
     config = write_fast_config(net, tmp_path / "targets.yaml")
     state = tmp_path / "journal.sqlite"
     first = await start_daemon(config, state)
-    await until(lambda: all_up(first), timeout=20, what="every target up")
+    await until(lambda: judging_with_all_up(first), timeout=20, what="every target up")
     await net.set_host("zakon", Mode.REFUSE)
     await until(lambda: _opened(first, ["site:zakon"]), timeout=15, what="a site outage")
     started = (await first.json("/api/status"))["open_outages"][0]["started_at"]

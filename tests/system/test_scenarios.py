@@ -26,7 +26,7 @@ from monitor.lab.presets import (
 )
 from monitor.lab.web import Mode
 from monitor.outages.journal import Journal
-from tests.system.daemon_harness import Daemon, start_daemon, until
+from tests.system.daemon_harness import Daemon, judging_with_all_up, start_daemon, until
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
@@ -66,12 +66,6 @@ async def _is_open(daemon: Daemon, outage: str) -> bool:
     return outage in await _open(daemon)
 
 
-async def _judging_with_all_up(daemon: Daemon) -> bool:
-    status = await daemon.json("/api/status")
-    reachable = [t for t in status["targets"] if t["name"] != "akorda"]  # geo-blocked from abroad
-    return not status["verdicts_frozen"] and all(t["state"] == "up" for t in reachable)
-
-
 class Scenario:
     def __init__(self, net: SimulatedInternet, tmp_path: Path) -> None:
         self.net = net
@@ -81,7 +75,7 @@ class Scenario:
 
     async def start(self) -> Daemon:
         self.daemon = await start_daemon(self.config, self.journal)
-        await until(lambda: _judging_with_all_up(self.daemon), timeout=40, what="all up, verdicts judged")
+        await until(lambda: judging_with_all_up(self.daemon), timeout=40, what="all up, verdicts judged")
         return self.daemon
 
     async def detect(self, outage: str, *, timeout: float = 20) -> float:
