@@ -8,19 +8,18 @@ Five networks: three fixed (one of them TCP-only), two mobile; two websites on e
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import time
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from monitor.lab.harness import MonitorProcess, free_port, run_monitor
+from monitor.lab.harness import free_port, run_monitor
 from monitor.lab.netns import BlockWorld, LabBlock
+from tests.system.netns_monitor import NamespacedMonitor as Lab
 
 pytestmark = pytest.mark.netns
 
@@ -75,43 +74,6 @@ def _config(path: Path) -> Path:
     return path
 
 
-@dataclass
-class Lab:
-    world: BlockWorld
-    monitor: MonitorProcess
-
-    def serving(self) -> bool:
-        try:
-            return self.get("/healthz") is not None
-        except OSError:
-            return False
-
-    def get(self, path: str) -> Any:
-        """The monitor's `path` (read from inside the prober namespace); JSON or text."""
-        self.monitor.check_alive()
-        text = self.world.get(f"http://127.0.0.1:{self.monitor.port}{path}")
-        return json.loads(text) if path.startswith("/api") else text
-
-    def open_outages(self) -> list[dict[str, Any]]:
-        return list(self.get("/api/status")["open_outages"])
-
-    def metric(self, name: str) -> list[tuple[str, float]]:
-        return [
-            (line.partition(" ")[0], float(line.rpartition(" ")[2]))
-            for line in self.get("/metrics").splitlines()
-            if line.startswith(name + "{") or line.startswith(name + " ")
-        ]
-
-    def until(self, what: Callable[[], Any], timeout: float, every: float = 0.5) -> Any:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            found = what()
-            if found:
-                return found
-            time.sleep(every)
-        raise AssertionError(f"not within {timeout:g}s; open: {self.open_outages()}\n{self.monitor.tail()}")
-
-
 @pytest.fixture(scope="module")
 def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
     if os.geteuid() != 0:
@@ -145,7 +107,9 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
         world.close()
 
 
-def test_discovery_finds_icmp_tcp_and_sparse_blocks_and_leaves_the_silent_one_unwatched(lab: Lab) -> None:
+def test_discovery_finds_icmp_tcp_and_sparse_blocks_and_leaves_the_silent_one_unwatched(
+    lab: Lab,
+) -> None:
     assert "block liveness: ICMP through a raw socket" in lab.monitor.log.read_text()
     assert lab.metric("monitor_block_liveness_method_info") == [
         ('monitor_block_liveness_method_info{method="icmp_raw"}', 1.0)
@@ -166,7 +130,9 @@ def test_a_quiet_run_opens_no_outage(lab: Lab) -> None:
     assert rounds.get('monitor_block_rounds_total{result="complete"}', 0) >= 3
 
 
-def test_a_network_cut_is_a_network_outage_confirmed_by_its_blocks_within_two_rounds(lab: Lab) -> None:
+def test_a_network_cut_is_a_network_outage_confirmed_by_its_blocks_within_two_rounds(
+    lab: Lab,
+) -> None:
     asn = FIXED[0]
     cut = [block.prefix for block in BLOCKS[asn]] + [f"{address}/32" for address in _sites(asn)]
     lab.world.darken(*cut)
