@@ -20,11 +20,11 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-__all__ = ["BlockWorld", "LabBlock"]
+__all__ = ["WEB_SERVER", "BlockWorld", "LabBlock", "get_in_namespace"]
 
 # each side: its link to the router, and the space routed to it (blocks and sites live there)
 _LINKS = {"world": ("10.210.1", "10.64.0.0/12"), "tcponly": ("10.210.2", "10.80.0.0/12")}
-_WEB = textwrap.dedent("""
+WEB_SERVER = textwrap.dedent("""
     from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
     class Ok(BaseHTTPRequestHandler):
         def do_GET(self):
@@ -40,6 +40,19 @@ class LabBlock:
     prefix: str  # the /24 the catalog names
     responsive: str  # the part of it that answers: the /24, a smaller prefix, or "" for none
     side: str = "world"  # or "tcponly"
+
+
+def get_in_namespace(namespace: str, url: str, timeout: float = 30.0) -> str:
+    """GET `url` from inside `namespace`; raises OSError when it fails."""
+    code = (
+        "import sys, urllib.request\n"
+        "sys.stdout.write(urllib.request.urlopen(sys.argv[1], timeout=10).read().decode())"
+    )
+    argv = ["ip", "netns", "exec", namespace, sys.executable, "-c", code, url]
+    run = subprocess.run(argv, capture_output=True, text=True, timeout=timeout)
+    if run.returncode != 0:
+        raise OSError(f"GET {url} in {namespace}: {run.stderr.strip().splitlines()[-1:]}")
+    return run.stdout
 
 
 def _run(*argv: str) -> None:
@@ -70,7 +83,7 @@ class BlockWorld:
                 _run("ip", "-n", world.sides[side], "addr", "add", f"{address}/32", "dev", "lo")
             for side, namespace in world.sides.items():
                 if any(site_side == side for _, site_side in sites):
-                    command = ["ip", "netns", "exec", namespace, sys.executable, "-c", _WEB]
+                    command = ["ip", "netns", "exec", namespace, sys.executable, "-c", WEB_SERVER]
                     world.processes.append(subprocess.Popen(command, stderr=subprocess.DEVNULL))
         except BaseException:
             world.close()
@@ -155,16 +168,7 @@ class BlockWorld:
 
     def get(self, url: str, timeout: float = 30.0) -> str:
         """GET `url` from inside the prober namespace; raises OSError when it fails."""
-        code = (
-            "import sys, urllib.request\n"
-            "sys.stdout.write(urllib.request.urlopen(sys.argv[1], timeout=10).read().decode())"
-        )
-        run = subprocess.run(
-            self.in_prober(sys.executable, "-c", code, url), capture_output=True, text=True, timeout=timeout
-        )
-        if run.returncode != 0:
-            raise OSError(f"GET {url} in {self.prober}: {run.stderr.strip().splitlines()[-1:]}")
-        return run.stdout
+        return get_in_namespace(self.prober, url, timeout)
 
     def close(self) -> None:
         for process in self.processes:
