@@ -36,6 +36,7 @@ from monitor.catalog.sharding import Shard
 from monitor.outages.analysis import Analyzer
 from monitor.outages.block_store import BlockStore
 from monitor.outages.journal import Journal
+from monitor.outages.path_evidence import PathEvidence
 from monitor.probing.block_rounds import BlockResult
 from monitor.probing.block_watch import BlockWatch
 from monitor.probing.discovery import packets_of
@@ -46,6 +47,7 @@ from monitor.probing.loop_health import LoopHealth
 from monitor.probing.prober import Prober
 from monitor.probing.result import ProbeResult
 from monitor.probing.scheduler import ProbeSchedule, quiet_apscheduler
+from monitor.probing.traceroute import Trace
 from monitor.serving.listener import LimitedListener
 from monitor.serving.peers import NO_PEERS, Peers
 from monitor.serving.web import ClientErrorLogger, build_app
@@ -136,6 +138,14 @@ class Monitor:
             on_watched=lambda prefixes: self.analyzer.blocks.set_watched(prefixes, time.time()),
             on_probe=self._block_probe,
         )
+        self.paths = PathEvidence(
+            self.scheduler,
+            self.analyzer,
+            self.results,
+            lambda: self.blocks.hitlists,
+            self.loop_health.stalled_during,
+            on_trace=self._path_trace,
+        )
         self.catalog: Catalog | None = None
         self.started_at = time.time()
         self._evaluate_every: float | None = None
@@ -196,6 +206,7 @@ class Monitor:
         self.metrics.block_method.clear()
         if self.blocks.liveness is not None and catalog.blocks:
             self.metrics.block_method.labels(self.blocks.liveness.name).set(1)
+        self.paths.apply(catalog)
         self._schedule_analysis(catalog.analysis.evaluate_every)
         self.metrics.targets.set(len(catalog.targets))
         self.metrics.reload_ok.set(1)
@@ -272,6 +283,7 @@ class Monitor:
         self._soon = None
         try:
             self.analyzer.evaluate()
+            self.paths.trace_new_outages()
         except Exception:
             log.exception("outage analysis failed; retrying")
         self._evaluated_at = asyncio.get_running_loop().time()
@@ -321,6 +333,10 @@ class Monitor:
         if liveness is not None:
             self.metrics.block_packets.inc(packets_of(method, liveness.timeout))
 
+    def _path_trace(self, purpose: str, trace: Trace) -> None:
+        self.metrics.path_traces.labels(purpose).inc()
+        self.metrics.path_packets.inc(trace.packets)
+
     def _local_error(self, result: ProbeResult) -> None:
         """Our own shortage (descriptors, buffers, ports) says nothing about the target: counted
         and logged once per cause, never a result, a state or evidence of any outage."""
@@ -339,6 +355,7 @@ class Monitor:
             self.scheduler.pause()
             await asyncio.sleep(0)  # jobs submitted in the last turn of the loop start and register
             await self.blocks.stop()
+            self.paths.stop()
             await self.probes.drain()
             if self._periodic:
                 await asyncio.wait(set(self._periodic), timeout=5)
@@ -518,6 +535,17 @@ class DaemonMetrics:
             "monitor_block_round_duration_seconds",
             "How long the last round over the blocks took",
             registry=registry,
+        )
+        self.path_traces = Counter(
+            "monitor_path_traces",
+            "Traceroutes by purpose: usual (each network's path now and then) or outage",
+            ["purpose"],
+            registry=registry,
+        )
+        for purpose in ("usual", "outage"):
+            self.path_traces.labels(purpose)
+        self.path_packets = Counter(
+            "monitor_path_packets", "Packets the traceroutes sent (the budget's count)", registry=registry
         )
         build = Gauge("monitor_build_info", "Version of the monitor", ["version"], registry=registry)
         build.labels(__version__).set(1)

@@ -32,6 +32,7 @@ from monitor.catalog.schema import (
     Kind,
     LivenessOptions,
     NetworkEntry,
+    PathOptions,
     Resolver,
     Spec,
     TargetEntry,
@@ -107,6 +108,7 @@ class Catalog:
     vantage: str | None = None  # where the monitor runs (--vantage wins over it)
     blocks: tuple[BlockEntry, ...] = ()  # end-user address space, watched per /24
     liveness: LivenessOptions = field(default_factory=LivenessOptions)
+    paths: PathOptions = field(default_factory=PathOptions)
     by_name: dict[str, Target] = field(default_factory=dict, compare=False)
 
     def __post_init__(self) -> None:
@@ -187,6 +189,7 @@ def parse_catalog(text: str, filename: str = "<config>") -> Catalog:
         vantage=document.vantage,
         blocks=tuple(document.blocks),
         liveness=document.liveness,
+        paths=document.paths,
     )
 
 

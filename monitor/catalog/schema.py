@@ -7,7 +7,9 @@ it has; options that do not apply to its kind are errors, not silently ignored.
 
 from __future__ import annotations
 
+import importlib.util
 import ipaddress
+import os
 import re
 from dataclasses import dataclass
 from typing import Annotated, Any, ClassVar, Literal, TypeVar, get_args
@@ -332,6 +334,34 @@ class LivenessOptions(_Strict):
         return self
 
 
+class PathOptions(_Strict):
+    """Where the packets stop (README: "Paths"): a traceroute to each network now and then, its
+    usual path the most common of the recent ones, and traces at once when an outage opens."""
+
+    enabled: bool = True
+    interval: Duration = 3600.0  # a trace to each network this often: its usual path
+    recent: int = Field(default=5, ge=1, le=100)  # traces kept per network; the most common path is usual
+    traces_per_outage: int = Field(default=3, ge=1, le=20)
+    packets_per_second: float = Field(default=5.0, gt=0, le=1000)  # all traces together
+    max_hops: int = Field(default=30, ge=1, le=64)
+    hop_timeout: Duration = 1.0
+    attempts: int = Field(default=2, ge=1, le=5)  # probes to a hop that stays silent
+    silent_hops: int = Field(default=3, ge=1, le=10)  # a trace ends after this many silent hops in a row
+    port: int = Field(default=33434, ge=1, le=65535)  # UDP, the same for every probe: one flow
+    ipasn_file: str | None = None  # pyasn's IPASN file: hop addresses to ASNs offline (else Team Cymru)
+
+    @field_validator("ipasn_file")
+    @classmethod
+    def _readable(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        if importlib.util.find_spec("pyasn") is None:
+            raise ValueError("an ipasn_file needs the pyasn package: pip install 'shutdown-monitor[ipasn]'")
+        if not os.access(value, os.R_OK):
+            raise ValueError(f"{value!r} is not a readable file")
+        return value
+
+
 class Defaults(_Strict):
     interval: Duration = 30.0
     timeout: Duration = 10.0
@@ -533,3 +563,4 @@ class Document(_Strict):
     vantage: VantageName | None = None
     blocks: list[BlockEntry] = Field(default_factory=list)
     liveness: LivenessOptions = Field(default_factory=LivenessOptions)
+    paths: PathOptions = Field(default_factory=PathOptions)

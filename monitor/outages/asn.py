@@ -14,7 +14,7 @@ from monitor.probing.dns import query
 from monitor.probing.failures import ProbeFailure
 from monitor.probing.result import ProbeTrace
 
-__all__ = ["ASNResolver", "cymru_name", "parse_cymru_txt"]
+__all__ = ["ASNResolver", "IPASNFile", "cymru_name", "parse_cymru_txt"]
 
 log = logging.getLogger(__name__)
 
@@ -89,3 +89,20 @@ class ASNResolver:
         ttl = self.options.ttl if asn is not None else _FAILURE_TTL
         self._cache[address] = (asn, time.monotonic() + ttl)
         return asn
+
+
+class IPASNFile:
+    """Origin ASNs offline, from pyasn's IPASN file (lines of `prefix<TAB>asn`, longest match)."""
+
+    def __init__(self, path: str) -> None:
+        import pyasn  # optional: the `ipasn` extra; the catalog checks it is installed
+
+        self.path = path
+        self._db = pyasn.pyasn(path)
+
+    def lookup(self, address: str) -> int | None:
+        try:
+            asn, _ = self._db.lookup(address)
+        except ValueError:  # not an address pyasn takes
+            return None
+        return int(asn) if asn is not None else None

@@ -8,6 +8,7 @@ import logging
 import time
 from collections import Counter
 from collections.abc import Callable, Mapping
+from typing import Any
 
 from monitor.outages.journal import Journal
 from monitor.outages.outage import SCOPE_VERDICT, Outage, Scope
@@ -188,6 +189,15 @@ class OutageBook:
             self._close(key, now)
 
     # -- evidence ------------------------------------------------------------------------------
+
+    def attach_path(self, outage_id: str, path: dict[str, Any]) -> bool:
+        """Where the packets of this open outage stop; False when it is no longer open."""
+        outage = next((outage for outage in self.open.values() if outage.id == outage_id), None)
+        if outage is None:
+            return False
+        outage.path = path
+        self._dirty = True
+        return True
 
     def attribute(self, name: str, failure: Failure) -> None:
         """One failed probe is evidence of one outage: the target's cause, when that is open."""

@@ -36,7 +36,8 @@ CREATE TABLE IF NOT EXISTS outages (
     verdict TEXT NOT NULL DEFAULT '',
     details TEXT NOT NULL DEFAULT '{}',
     phases TEXT NOT NULL DEFAULT '[]',
-    vantage TEXT NOT NULL DEFAULT ''
+    vantage TEXT NOT NULL DEFAULT '',
+    path TEXT NOT NULL DEFAULT '{}'
 );
 CREATE INDEX IF NOT EXISTS outages_started ON outages (started_at);
 CREATE TABLE IF NOT EXISTS target_baseline (
@@ -48,9 +49,19 @@ CREATE TABLE IF NOT EXISTS target_baseline (
 
 _COLUMNS = (
     "id, scope, key, country, asn, started_at, ended_at, failures, evidence, targets, absorbed_by, "
-    "verdict, details, phases, vantage"
+    "verdict, details, phases, vantage, path"
 )
-_UPDATED = ("ended_at", "failures", "evidence", "targets", "absorbed_by", "verdict", "details", "phases")
+_UPDATED = (
+    "ended_at",
+    "failures",
+    "evidence",
+    "targets",
+    "absorbed_by",
+    "verdict",
+    "details",
+    "phases",
+    "path",
+)
 # Columns added since the first journals, with their definitions: added on open when missing.
 _ADDED_COLUMNS = {
     "absorbed_by": "TEXT",
@@ -58,6 +69,7 @@ _ADDED_COLUMNS = {
     "details": "TEXT NOT NULL DEFAULT '{}'",
     "phases": "TEXT NOT NULL DEFAULT '[]'",
     "vantage": "TEXT NOT NULL DEFAULT ''",
+    "path": "TEXT NOT NULL DEFAULT '{}'",
 }
 
 
@@ -243,12 +255,13 @@ def _row(outage: Outage) -> tuple[object, ...]:
         json.dumps(outage.details),
         json.dumps(outage.phases),
         outage.vantage,
+        json.dumps(outage.path),
     )
 
 
 def _outage(row: tuple[Any, ...]) -> Outage:
     (id_, scope, key, country, asn, started_at, ended_at, failures, evidence, targets, absorbed_by) = row[:11]
-    verdict, details, phases, vantage = row[11:]
+    verdict, details, phases, vantage, path = row[11:]
     return Outage(
         scope=Scope(scope),
         key=key,
@@ -264,5 +277,6 @@ def _outage(row: tuple[Any, ...]) -> Outage:
         details=json.loads(details),
         phases=list(json.loads(phases)),
         vantage=vantage,
+        path=json.loads(path),
         id=id_,
     )

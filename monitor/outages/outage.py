@@ -54,6 +54,7 @@ class Outage:
     details: dict[str, Any] = field(default_factory=dict)  # the rule's evidence: survivors, regions...
     phases: list[dict[str, Any]] = field(default_factory=list)  # each change of verdict: {verdict, at}
     vantage: str = ""  # where the monitor that saw it runs ("" when unnamed)
+    path: dict[str, Any] = field(default_factory=dict)  # where its packets stop (outages/paths.py)
     id: str = field(default_factory=lambda: uuid.uuid4().hex)
 
     @property
@@ -105,6 +106,7 @@ class Outage:
                 details=dict(data.get("details", {})),
                 phases=list(data.get("phases", [])),
                 vantage=str(data.get("vantage", "")),
+                path=dict(data.get("path") or {}),
                 id=str(data["id"]),
             )
         except KeyError as exc:
@@ -130,4 +132,5 @@ class Outage:
             "details": self.details,
             "phases": self.phases,
             "vantage": self.vantage,
+            "path": self.path or None,
         }

@@ -63,4 +63,5 @@ def outage_view(outage: Outage, now: float, *, public: bool) -> dict[str, Any]:
         "target_count": len(outage.targets),
         "targets": [] if public else outage.targets[:20],
         "survivors": list(outage.details.get("survivors", [])),
+        "path": str(outage.path.get("said", "")),  # where its packets stop, in a sentence
     }

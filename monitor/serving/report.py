@@ -37,6 +37,7 @@ def render_report(
         phases=[{"verdict": phase.get("verdict", ""), "at": utc(phase.get("at"))} for phase in outage.phases],
         survivors_total=outage.details.get("survivors_total", 0),
         details=_plain_details(outage.details),
+        traces=_traces(outage.path),
         targets=outage.targets,
         context=[outage_view(other, now, public=False) for other in context],
         chart_svg=chart,
@@ -56,6 +57,33 @@ def _how(outage: Outage) -> list[dict[str, Any]]:
             meaning = ""
         rows.append({"failure": failure, "count": count, "share": count / total, "meaning": meaning})
     return rows
+
+
+def _traces(path: dict[str, Any]) -> list[dict[str, str]]:
+    """Each trace of the outage's path evidence: where it stopped, its hops and the usual ones."""
+    return [
+        {
+            "destination": str(entry.get("destination", "")),
+            "where": str(entry.get("where", "")),
+            "hops": _hops(entry.get("hops", [])),
+            "usual": _hops(entry["usual_hops"]) if "usual_hops" in entry else "not traced yet",
+        }
+        for entry in path.get("traces", [])
+    ]
+
+
+def _hops(hops: list[dict[str, Any]]) -> str:
+    """`1 10.0.0.1 AS64600 · 2 * · …`: a silent hop is a star, an answer other than "time
+    exceeded" is named."""
+    shown = []
+    for hop in hops:
+        text = f"{hop['ttl']} {hop['address'] or '*'}"
+        if hop.get("asn") is not None:
+            text += f" AS{hop['asn']}"
+        if hop.get("reply") not in ("time_exceeded", "silent"):
+            text += f" ({hop['reply']})"
+        shown.append(text)
+    return " · ".join(shown)
 
 
 def _plain_details(details: dict[str, Any]) -> list[tuple[str, str]]:

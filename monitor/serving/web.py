@@ -21,6 +21,7 @@ from monitor.outages.analysis import Analyzer
 from monitor.outages.consensus import VantageOutages, merge
 from monitor.outages.journal import Journal, JournalError
 from monitor.outages.outage import Outage
+from monitor.outages.path_evidence import PathEvidence
 from monitor.probing.latest import LatestResults
 from monitor.probing.prober import Prober
 from monitor.probing.result import ProbeResult
@@ -44,6 +45,7 @@ class Served(Protocol):
     prober: Prober
     catalog: Catalog | None
     started_at: float
+    paths: PathEvidence
 
     @property
     def vantage(self) -> str: ...
@@ -94,6 +96,7 @@ def build_app(
     if not public:
         app.router.add_get("/probe", _probe)
         app.router.add_get("/api/status", _status)
+        app.router.add_get("/api/paths", _paths)
     app.router.add_get("/api/outages", _outages)
     app.router.add_get("/api/outages/merged", _merged_outages)
     app.router.add_get("/api/outages/{id}/report", _report)
@@ -163,6 +166,19 @@ def result_json(result: ProbeResult) -> dict[str, Any]:
         "phases": {phase.value: round(seconds, 6) for phase, seconds in result.phases.items()},
         "http_status": result.http_status,
     }
+
+
+async def _paths(request: web.Request) -> web.Response:
+    """Each network's usual path and its recent traces (addresses of the catalog's networks)."""
+    book = request.app[MONITOR_KEY].paths.book
+    networks = {
+        network: {
+            "usual": usual.as_dict() if (usual := book.usual(network)) else None,
+            "recent": [trace.as_dict() for trace in traces],
+        }
+        for network, traces in sorted(book.traces.items())
+    }
+    return web.json_response({"networks": networks})
 
 
 async def _status(request: web.Request) -> web.Response:
