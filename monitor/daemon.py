@@ -144,6 +144,7 @@ class Monitor:
             self.results,
             lambda: self.blocks.hitlists,
             self.loop_health.stalled_during,
+            self.block_store,
             on_trace=self._path_trace,
         )
         self.catalog: Catalog | None = None
@@ -167,6 +168,7 @@ class Monitor:
                 self.block_store.samples, now - catalog.liveness.baseline_window
             )
             self.analyzer.blocks.restore(samples, now)
+        await self.paths.restore()
         self.scheduler.start()
         loop = asyncio.get_running_loop()
         self._loop_watch = loop.create_task(self.loop_health.run())
@@ -355,7 +357,7 @@ class Monitor:
             self.scheduler.pause()
             await asyncio.sleep(0)  # jobs submitted in the last turn of the loop start and register
             await self.blocks.stop()
-            self.paths.stop()
+            await self.paths.stop()
             await self.probes.drain()
             if self._periodic:
                 await asyncio.wait(set(self._periodic), timeout=5)

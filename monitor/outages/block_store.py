@@ -1,7 +1,8 @@
-"""The blocks' memory across restarts, in the journal's database file: each /24's hitlist (its
-responsive addresses and availability, from discovery) and each cell's up-count per round (the
-samples of its baseline). Like the journal, it never stops probing: a read or write that fails
-is logged once and tried again next time.
+"""The blocks' and paths' memory across restarts, in the journal's database file: each /24's
+hitlist (its responsive addresses and availability, from discovery), each cell's up-count per
+round (the samples of its baseline) and each network's recent traces (its usual path). Like the
+journal, it never stops probing: a read or write that fails is logged once and tried again next
+time.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 
 from monitor.probing.discovery import Hitlist
+from monitor.probing.traceroute import Trace
 
 __all__ = ["BlockStore"]
 
@@ -24,6 +26,12 @@ CREATE TABLE IF NOT EXISTS hitlists (
     addresses TEXT NOT NULL,
     availability REAL NOT NULL,
     discovered_at REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS path_traces (
+    network TEXT NOT NULL,
+    at REAL NOT NULL,
+    trace TEXT NOT NULL,
+    PRIMARY KEY (network, at)
 );
 CREATE TABLE IF NOT EXISTS block_counts (
     cell TEXT NOT NULL,
@@ -94,3 +102,18 @@ class BlockStore:
                 "write the block counts", "INSERT OR REPLACE INTO block_counts VALUES (?, ?, ?)", rows=rows
             )
         self._run("prune the block counts", "DELETE FROM block_counts WHERE at < ?", (keep_since,))
+
+    def traces(self, since: float) -> dict[str, list[Trace]]:
+        """Each network's traces since `since`, oldest first."""
+        rows = self._run(
+            "read the paths", "SELECT network, trace FROM path_traces WHERE at >= ? ORDER BY at", (since,)
+        )
+        found: dict[str, list[Trace]] = {}
+        for network, trace in rows:
+            found.setdefault(str(network), []).append(Trace.from_dict(json.loads(str(trace))))
+        return found
+
+    def save_trace(self, network: str, trace: Trace, keep_since: float) -> None:
+        row = (network, trace.started_at, json.dumps(trace.as_dict()))
+        self._run("write a path", "INSERT OR REPLACE INTO path_traces VALUES (?, ?, ?)", rows=[row])
+        self._run("prune the paths", "DELETE FROM path_traces WHERE at < ?", (keep_since,))

@@ -19,8 +19,10 @@ from itertools import chain, zip_longest
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 from monitor.catalog.catalog import Catalog
+from monitor.catalog.schema import PathOptions
 from monitor.outages.analysis import Analyzer
 from monitor.outages.asn import IPASNFile
+from monitor.outages.block_store import BlockStore
 from monitor.outages.outage import Outage, Scope
 from monitor.outages.paths import PathBook, stopping_point, summarize
 from monitor.probing.discovery import Hitlist
@@ -43,18 +45,21 @@ class PathEvidence:
         results: LatestResults,
         hitlists: Callable[[], Mapping[str, Hitlist]],
         stalled_during: Callable[[float, float], bool],  # (monotonic start, end)
+        store: BlockStore | None = None,
         on_trace: Callable[[str, Trace], None] = lambda purpose, trace: None,
     ) -> None:
         self.analyzer = analyzer
         self.results = results
         self.hitlists = hitlists
         self.stalled_during = stalled_during
+        self.store = store
         self.book = PathBook()
         self.watch = PathWatch(scheduler, self.usual_destinations, self._hop_asns, self._usual, on_trace)
         self.catalog: Catalog | None = None
         self.ipasn: IPASNFile | None = None
         self._tracing: dict[str, asyncio.Task[None]] = {}  # outage id -> its traces under way
         self._traced: set[str] = set()  # outage ids with path evidence, or given up on
+        self._writes: set[asyncio.Task[None]] = set()  # usual traces being saved
 
     def apply(self, catalog: Catalog) -> None:
         self.catalog = catalog
@@ -65,6 +70,16 @@ class PathEvidence:
             self.ipasn = IPASNFile(options.ipasn_file)
         self.book.set_recent(options.recent)
         self.watch.apply(options)
+
+    async def restore(self) -> None:
+        """The usual paths an earlier run traced (a restart during a shutdown still has them)."""
+        if self.store is None or self.catalog is None:
+            return
+        options = self.catalog.paths
+        found = await asyncio.to_thread(self.store.traces, time.time() - _kept_for(options))
+        for network, traces in found.items():
+            for trace in traces:
+                self.book.add(network, trace)
 
     # -- addresses -----------------------------------------------------------------------------
 
@@ -127,8 +142,16 @@ class PathEvidence:
             outage.scope in PATH_SCOPES and outage.country == country
             for outage in self.analyzer.book.open.values()
         )
-        if calm and self._trusted(trace.started_at):
-            self.book.add(network, trace)
+        if not calm or not self._trusted(trace.started_at):
+            return
+        self.book.add(network, trace)
+        if self.store is not None and self.catalog is not None:
+            keep_since = time.time() - _kept_for(self.catalog.paths)
+            task = asyncio.get_running_loop().create_task(
+                asyncio.to_thread(self.store.save_trace, network, trace, keep_since)
+            )
+            self._writes.add(task)
+            task.add_done_callback(self._writes.discard)
 
     def trace_new_outages(self) -> None:
         """Start the traces of each open outage of PATH_SCOPES that has none yet."""
@@ -137,11 +160,8 @@ class PathEvidence:
         open_outages = list(self.analyzer.book.open.values())
         self._traced &= {outage.id for outage in open_outages}
         for outage in open_outages:
-            if (
-                outage.scope in PATH_SCOPES
-                and outage.id not in self._traced
-                and outage.id not in self._tracing
-            ):
+            traced = outage.path or outage.id in self._traced or outage.id in self._tracing
+            if outage.scope in PATH_SCOPES and not traced:  # a restart keeps what was traced
                 task = asyncio.get_running_loop().create_task(self._trace(outage))
                 self._tracing[outage.id] = task
                 task.add_done_callback(functools.partial(self._done, outage.id))
@@ -171,10 +191,19 @@ class PathEvidence:
             log.info("%s outage %s: %s", outage.scope.value, outage.key, outage.path["said"])
         self._traced.add(outage.id)
 
-    def stop(self) -> None:
-        self.watch.stop()
-        for task in self._tracing.values():
+    async def stop(self) -> None:
+        await self.watch.stop()
+        tracing = list(self._tracing.values())
+        for task in tracing:
             task.cancel()
+        await asyncio.gather(*tracing, return_exceptions=True)
+        if self._writes:
+            await asyncio.wait(set(self._writes), timeout=5)
+
+
+def _kept_for(options: PathOptions) -> float:
+    """How long saved traces are kept: enough for `recent` of them, twice over."""
+    return 2 * options.recent * options.interval
 
 
 def _spread(addresses: Mapping[str, list[str]], count: int) -> list[tuple[str, str]]:

@@ -46,6 +46,7 @@ class PathWatch:
         self.unavailable: str | None = None
         self._said = False
         self._at_once = asyncio.Semaphore(_AT_ONCE)
+        self._running: set[asyncio.Task[None]] = set()  # rounds of usual traces under way
 
     @property
     def enabled(self) -> bool:
@@ -78,6 +79,15 @@ class PathWatch:
         )
 
     async def _trace_usual(self) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        self._running.add(task)
+        try:
+            await self._trace_all_usual()
+        finally:
+            self._running.discard(task)
+
+    async def _trace_all_usual(self) -> None:
         destinations = dict(self._destinations())
         networks = sorted(destinations)
         traces = await self.trace_now([destinations[network] for network in networks], "usual")
@@ -106,6 +116,10 @@ class PathWatch:
         self._on_trace(purpose, found)
         return found
 
-    def stop(self) -> None:
+    async def stop(self) -> None:
+        """No more traces; those under way end now."""
         if self.scheduler.get_job(_USUAL_JOB) is not None:
             self.scheduler.remove_job(_USUAL_JOB)
+        for task in self._running:
+            task.cancel()
+        await asyncio.gather(*self._running, return_exceptions=True)

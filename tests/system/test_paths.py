@@ -20,7 +20,7 @@ from typing import Any
 
 import pytest
 
-from monitor.lab.harness import free_port, run_monitor
+from monitor.lab.harness import MonitorProcess, free_port, run_monitor
 from monitor.lab.router_chain import RouterChain
 from tests.system.netns_monitor import NamespacedMonitor as Lab
 
@@ -61,22 +61,26 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
     workdir = tmp_path_factory.mktemp("paths")
     ipasn = workdir / "ipasn.dat"
     ipasn.write_text(RouterChain.ipasn(ASNS, HOME))
-    monitor = None
+    lab = None
     try:
-        monitor = run_monitor(
-            _config(workdir / "targets.yaml", ipasn),
-            state=workdir / "journal.sqlite",
-            port=free_port(),
-            prefix=chain.in_prober(),
-        )
-        lab = Lab(chain, monitor)
-        lab.until(lab.serving, timeout=30)
+        lab = Lab(chain, _start(chain, workdir / "targets.yaml", ipasn))
         lab.until(lambda: _usual_traces(lab) >= 2, timeout=30)  # the usual path, twice
         yield lab
     finally:
-        if monitor is not None:
-            monitor.stop()
+        if lab is not None:
+            lab.monitor.stop()
         chain.close()
+
+
+def _start(chain: RouterChain, config: Path, ipasn: Path) -> MonitorProcess:
+    monitor = run_monitor(
+        _config(config, ipasn),
+        state=config.parent / "journal.sqlite",
+        port=free_port(),
+        prefix=chain.in_prober(),
+    )
+    Lab(chain, monitor).until(Lab(chain, monitor).serving, timeout=30)
+    return monitor
 
 
 def _usual_traces(lab: Lab) -> float:
@@ -108,9 +112,7 @@ def test_a_cut_names_the_last_hop_and_its_asn(
     chain.cut(router)  # silently, as a blackhole route does
     try:
         outage = lab.until(lambda: _traced_outage(lab), timeout=30)
-    except AssertionError:
-        print(lab.get("/api/paths"))
-        raise
+        status_page = lab.get("/")
     finally:
         chain.restore()
     assert outage["scope"] == "network" and outage["key"] == NETWORK
@@ -130,7 +132,7 @@ def test_a_cut_names_the_last_hop_and_its_asn(
             silent_next
         )
     assert f"AS{ASNS[last]}" in path["said"]
-    assert path["said"] in lab.get("/")  # the status page
+    assert path["said"] in status_page
     print(f"cut at {router}: {path['said']}")
     lab.until(lambda: lab.open_outages() == [], timeout=20)
 
@@ -194,3 +196,22 @@ def test_the_tracer_reads_each_kind_of_answer_without_privilege_on_either_loop(l
         assert traced() == [*routers[:1], [None, "silent"]]
     finally:
         chain.close()
+
+
+def test_after_a_restart_the_usual_path_is_remembered(lab: Lab) -> None:
+    """Restarted during a cut (before its first usual trace could run), the monitor still names
+    the hop of the usual path that went silent: the usual paths are kept in its database."""
+    config = lab.monitor.config
+    lab.monitor.stop()
+    chain: RouterChain = lab.world  # type: ignore[assignment]
+    chain.cut("core")
+    try:
+        lab.monitor = _start(chain, config, config.parent / "ipasn.dat")
+        outage = lab.until(lambda: _traced_outage(lab), timeout=30)
+    finally:
+        chain.restore()
+    entry = outage["path"]["traces"][0]
+    assert [hop["address"] for hop in entry["usual_hops"]] == [*map(RouterChain.hop_address, ASNS), SITES[0]]
+    assert entry["first_silent_on_usual_path"]["address"] == RouterChain.hop_address("core")
+    lab.until(lambda: lab.open_outages() == [], timeout=20)
+    lab.monitor.assert_clean_log()
