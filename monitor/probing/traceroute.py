@@ -29,7 +29,7 @@ _ORIGIN_ICMP, _ORIGIN_ICMP6 = 2, 3
 _SO_TIMESTAMPNS = getattr(socket, "SO_TIMESTAMPNS", 35)  # Python 3.13 names it; asm-generic's value
 _EXTENDED_ERR = struct.Struct("=IBBBBII")  # struct sock_extended_err; the offender's sockaddr follows
 _MARK = struct.Struct("!4sBB")  # token, ttl, attempt
-_FIRST_POLL, _LAST_POLL = 0.002, 0.05  # seconds between looks at the error queue, doubling
+_FIRST_POLL, _LAST_POLL = 0.002, 0.1  # seconds between looks at the error queue, doubling
 
 # what a hop answered: a closed set, as the probes' failure strings
 REPLIES = (

@@ -188,3 +188,20 @@ def test_blocks_bench_measures_ours_and_blackbox_icmp_on_namespaced_blocks(tmp_p
     if not missing:
         assert reference[0]["prober"] == "blackbox_exporter icmp" and reference[0]["probes"] > 0
         assert "ours / blackbox_exporter" in stdout
+
+
+def test_paths_bench_measures_ours_and_traceroute_on_a_chain_of_routers(tmp_path: Path) -> None:
+    if os.geteuid() != 0 or shutil.which("ip") is None:
+        pytest.skip("bench/paths.py builds network namespaces: root and iproute2 (CI runs as root)")
+    missing = shutil.which("traceroute") is None  # scripts/setup-debian.sh installs it
+    result, stdout = _run("paths", tmp_path / "paths.json", *(("--no-reference",) if missing else ()))
+    _machine_ok(result)
+    intact, cut = result["paths"]["intact"], result["paths"]["cut at the core"]
+    assert (
+        intact[0]["packets_per_trace"] >= 5 and cut[0]["packets_per_trace"] >= 2 + 6
+    )  # 3 silent hops, twice
+    assert 0 < intact[0]["cpu_ms_per_trace"] < 100
+    assert "100 networks, a usual trace each an hour" in stdout
+    if not missing:
+        assert cut[1]["tracer"] == "traceroute (Debian)" and cut[1]["packets_per_trace"] == 30
+        assert "ours / traceroute" in stdout
