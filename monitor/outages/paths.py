@@ -18,7 +18,7 @@ from typing import Any
 
 from monitor.probing.traceroute import Hop, Trace
 
-__all__ = ["WHERE", "PathBook", "stopping_point", "summarize"]
+__all__ = ["WHERE", "PathBook", "public", "stopping_point", "summarize"]
 
 WHERE = ("reached", "transit", "border", "inside", "nowhere")
 _SAID = {
@@ -131,3 +131,9 @@ def said(entry: Mapping[str, Any], agreeing: int, traced: int) -> str:
 def _named(hop: Mapping[str, Any]) -> str:
     asn = hop.get("asn")
     return f"{hop['address']} (AS{asn})" if asn is not None else f"{hop['address']}"
+
+
+def public(path: Mapping[str, Any]) -> dict[str, Any]:
+    """The evidence without its traces: their destinations are the monitor's targets, which a
+    public page does not name."""
+    return {key: value for key, value in path.items() if key != "traces"}

@@ -17,6 +17,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry
 from monitor import __version__
 from monitor.catalog.catalog import Catalog, adhoc_target
 from monitor.catalog.durations import parse_duration
+from monitor.outages import paths
 from monitor.outages.analysis import Analyzer
 from monitor.outages.consensus import VantageOutages, merge
 from monitor.outages.journal import Journal, JournalError
@@ -280,6 +281,7 @@ def _listed(outage: Outage, public: bool) -> dict[str, Any]:
     listed = outage.as_dict()
     if public:
         listed["targets"] = len(outage.targets)
+        listed["path"] = paths.public(outage.path) or None
     return listed
 
 
@@ -314,7 +316,7 @@ async def _report(request: web.Request) -> web.Response:
     except JournalError as exc:
         return web.Response(status=404, text=f"{exc}\n")
     if request.app[PUBLIC_KEY]:
-        outage = dataclasses.replace(outage, targets=[])
+        outage = dataclasses.replace(outage, targets=[], path=paths.public(outage.path))
     text = render_report(outage, context, "markdown" if fmt == "markdown" else "html")
     content_type = "text/markdown" if fmt == "markdown" else "text/html"
     return web.Response(text=text, content_type=content_type, charset="utf-8")

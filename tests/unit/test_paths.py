@@ -6,6 +6,7 @@ from __future__ import annotations
 import socket
 import struct
 import textwrap
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -15,7 +16,7 @@ from monitor.catalog.problems import ConfigError
 from monitor.outages.journal import Journal
 from monitor.outages.outage import Outage, Scope
 from monitor.outages.path_evidence import _spread
-from monitor.outages.paths import PathBook, stopping_point, summarize
+from monitor.outages.paths import PathBook, public, stopping_point, summarize
 from monitor.probing.traceroute import Hop, Trace, _reply, _sockaddr
 from monitor.serving.report import render_report
 
@@ -140,6 +141,8 @@ def test_the_path_evidence_survives_the_journal_and_shows_in_the_report(tmp_path
     markdown = render_report(loaded, [], "markdown", now=2_000.0)
     assert "## Where the packets stop" in markdown and outage.path["said"] in markdown
     assert "| 10.96.1.1 | border | 1 10.0.0.1 AS64600 · 2 10.0.1.2 AS9198 · 3 * |" in markdown
+    shown = render_report(replace(loaded, path=public(loaded.path)), [], "markdown", now=2_000.0)
+    assert outage.path["said"] in shown and DESTINATION not in shown  # public: no target's address
     html = render_report(loaded, [], "html", now=2_000.0)
     assert '<p id="path">' in html
     assert "Where the packets stop" not in render_report(
