@@ -1,5 +1,6 @@
 """Traceroutes on apscheduler: whether this system can trace, said once; a trace to each network
-every `paths.interval` (its usual path); traces on demand when an outage opens. Every probe of
+every `paths.interval` (its usual path), the first as soon as an address in it is known; traces
+on demand when an outage opens. Every probe of
 every trace comes out of one packet budget, and at most a few traces run at once.
 
 It owns no judgement: traces go to the caller, which holds what it cannot trust.
@@ -9,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import UTC, datetime
 
@@ -25,6 +27,7 @@ log = logging.getLogger(__name__)
 
 _USUAL_JOB = "paths:usual"
 _AT_ONCE = 8  # traces in flight: each holds one socket and one probe
+_LOOK_EVERY = 10.0  # seconds: a network is traced this soon after its first address is known
 
 
 class PathWatch:
@@ -47,6 +50,8 @@ class PathWatch:
         self._said = False
         self._at_once = asyncio.Semaphore(_AT_ONCE)
         self._running: set[asyncio.Task[None]] = set()  # rounds of usual traces under way
+        self._usual_at: dict[str, float] = {}  # network -> loop time of its last usual trace
+        self._stopping = False
 
     @property
     def enabled(self) -> bool:
@@ -70,7 +75,7 @@ class PathWatch:
             return
         self.scheduler.add_job(
             self._trace_usual,
-            IntervalTrigger(seconds=options.interval),
+            IntervalTrigger(seconds=min(options.interval, _LOOK_EVERY)),
             id=_USUAL_JOB,
             max_instances=1,
             coalesce=True,
@@ -84,12 +89,23 @@ class PathWatch:
         self._running.add(task)
         try:
             await self._trace_all_usual()
+        except asyncio.CancelledError:  # ended by `stop`: quietly (apscheduler would log an error)
+            if not self._stopping:
+                raise
         finally:
             self._running.discard(task)
 
     async def _trace_all_usual(self) -> None:
+        """A trace to each network not traced for `interval` (or ever)."""
+        now = asyncio.get_running_loop().time()
         destinations = dict(self._destinations())
-        networks = sorted(destinations)
+        networks = [
+            network
+            for network in sorted(destinations)
+            if now - self._usual_at.get(network, -math.inf) >= self.options.interval
+        ]
+        for network in networks:
+            self._usual_at[network] = now
         traces = await self.trace_now([destinations[network] for network in networks], "usual")
         for network, found in zip(networks, traces, strict=True):
             if found is not None:
@@ -118,6 +134,7 @@ class PathWatch:
 
     async def stop(self) -> None:
         """No more traces; those under way end now."""
+        self._stopping = True
         if self.scheduler.get_job(_USUAL_JOB) is not None:
             self.scheduler.remove_job(_USUAL_JOB)
         for task in self._running:

@@ -94,6 +94,18 @@ async def test_asns_come_from_the_catalog_or_the_cymru_lookup(daemon: Daemon) ->
     assert asns["kaspi"] is not None  # kaspi has no asn: in its catalog entry; the lookup found it
 
 
+async def test_each_network_has_a_usual_path_its_hops_named_by_the_cymru_lookup(daemon: Daemon) -> None:
+    async def kcell_traced() -> bool:
+        return f"KZ/AS{KCELL}" in (await daemon.json("/api/paths"))["networks"]
+
+    await until(kcell_traced, timeout=20, what="a usual path to Kcell's network")
+    usual = (await daemon.json("/api/paths"))["networks"][f"KZ/AS{KCELL}"]["usual"]
+    assert usual["destination"].startswith("127.")  # the lab is on loopback: one hop
+    assert [(hop["address"], hop["asn"], hop["reply"]) for hop in usual["hops"]] == [
+        (usual["destination"], KCELL, "reached")
+    ]
+
+
 async def test_probe_endpoint_answers_with_that_probe_only(daemon: Daemon) -> None:
     status, text = await daemon.get("/probe?target=kazinform")
     assert (
