@@ -22,6 +22,7 @@ import pytest
 
 from monitor.lab.harness import MonitorProcess, free_port, run_monitor
 from monitor.lab.router_chain import RouterChain
+from monitor.probing.traceroute import TraceOptions, trace
 from tests.system.netns_monitor import NamespacedMonitor as Lab
 
 pytestmark = pytest.mark.netns
@@ -215,3 +216,10 @@ def test_after_a_restart_the_usual_path_is_remembered(lab: Lab) -> None:
     assert entry["first_silent_on_usual_path"]["address"] == RouterChain.hop_address("core")
     lab.until(lambda: lab.open_outages() == [], timeout=20)
     lab.monitor.assert_clean_log()
+
+
+@pytest.mark.parametrize("address", ["127.0.0.1", "::1"])
+async def test_a_trace_on_loopback_reaches_in_one_hop_over_either_family(address: str) -> None:
+    found = await trace(address, TraceOptions(hop_timeout=0.5))
+    assert [(hop.ttl, hop.address, hop.reply) for hop in found.hops] == [(1, address, "reached")]
+    assert found.packets == 1 and found.hops[0].rtt_seconds is not None and found.hops[0].rtt_seconds >= 0
