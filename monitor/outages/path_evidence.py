@@ -67,7 +67,11 @@ class PathEvidence:
         if options.ipasn_file is None:
             self.ipasn = None
         elif self.ipasn is None or self.ipasn.path != options.ipasn_file:
-            self.ipasn = IPASNFile(options.ipasn_file)
+            try:
+                self.ipasn = IPASNFile(options.ipasn_file)
+            except (OSError, RuntimeError) as exc:  # pyasn: RuntimeError names the bad record
+                fallback = f"the previous {self.ipasn.path}" if self.ipasn else "the Team Cymru lookup"
+                log.error("paths.ipasn_file %s: %s; hop ASNs come from %s", options.ipasn_file, exc, fallback)
         self.book.set_recent(options.recent)
         self.watch.apply(options)
 

@@ -10,13 +10,16 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 from monitor.catalog.catalog import parse_catalog
 from monitor.catalog.problems import ConfigError
+from monitor.outages.analysis import Analyzer
 from monitor.outages.journal import Journal
 from monitor.outages.outage import Outage, Scope
-from monitor.outages.path_evidence import _spread
+from monitor.outages.path_evidence import PathEvidence, _spread
 from monitor.outages.paths import PathBook, public, stopping_point, summarize
+from monitor.probing.latest import LatestResults
 from monitor.probing.traceroute import Hop, Trace, _reply, _sockaddr
 from monitor.serving.report import render_report
 
@@ -201,3 +204,17 @@ def test_the_paths_options_have_defaults_and_a_missing_ipasn_file_is_named(tmp_p
         and "paths.ipasn_file" in problem
         and "not a readable file" in problem
     )
+
+
+def test_an_unreadable_ipasn_file_is_logged_and_the_lookup_falls_back(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    bad = tmp_path / "ipasn.dat"
+    bad.write_text("not a prefix\n")
+    catalog = parse_catalog(f"targets: []\npaths: {{enabled: false, ipasn_file: {bad}}}\n")
+    evidence = PathEvidence(
+        AsyncIOScheduler(), Analyzer(None), LatestResults(), dict, lambda start, end: False
+    )
+    evidence.apply(catalog)
+    assert evidence.ipasn is None
+    assert f"paths.ipasn_file {bad}" in caplog.text and "the Team Cymru lookup" in caplog.text
