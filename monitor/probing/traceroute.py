@@ -30,6 +30,7 @@ _SO_TIMESTAMPNS = getattr(socket, "SO_TIMESTAMPNS", 35)  # Python 3.13 names it;
 _EXTENDED_ERR = struct.Struct("=IBBBBII")  # struct sock_extended_err; the offender's sockaddr follows
 _MARK = struct.Struct("!4sBB")  # token, ttl, attempt
 _FIRST_POLL, _LAST_POLL = 0.002, 0.1  # seconds between looks at the error queue, doubling
+_MAX_DATAGRAMS = 64  # read at one look: a flood of datagrams never holds the event loop
 
 # what a hop answered: a closed set, as the probes' failure strings
 REPLIES = (
@@ -237,7 +238,7 @@ class _Tracer:
         """Read every answer queued; the first for the probe to `ttl` in flight (None: only drain).
         An answer that quotes no payload is taken as the one in flight's."""
         found = None
-        while True:
+        for _ in range(_MAX_DATAGRAMS):
             try:
                 data, ancillary, _, _ = self.sock.recvmsg(512, 512, _MSG_ERRQUEUE)
             except OSError:  # empty (EAGAIN)
@@ -245,12 +246,12 @@ class _Tracer:
             answer = self._answer(data, ancillary)
             if answer is not None and ttl is not None and answer[0] in (None, ttl) and found is None:
                 found = answer[1:]
-        while True:  # a destination that answers UDP, and the error pending after an answer
+        for _ in range(_MAX_DATAGRAMS):  # a destination that answers UDP, and the error an answer left
             try:
                 _, source = self.sock.recvfrom(512)
             except BlockingIOError:
                 break
-            except OSError:
+            except OSError:  # the pending error, reported once
                 continue
             if source[0] == self.destination and ttl is not None and found is None:
                 found = ("reached", self.destination, time.time())
