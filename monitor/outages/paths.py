@@ -78,6 +78,7 @@ def stopping_point(trace: Trace, usual: Trace | None, country_asns: Iterable[int
     if usual is not None:
         entry["usual_hops"] = [_hop(hop) for hop in usual.hops]
         entry["usual_reached"] = usual.reached
+        entry["as_usual"] = trace.path == usual.path  # the same hops: nothing changed on the way
         if where != "reached":
             entry["first_silent_on_usual_path"] = _next_on(usual, last)
     return entry
@@ -122,6 +123,8 @@ def said(entry: Mapping[str, Any], agreeing: int, traced: int) -> str:
     if stop is not None and where != "reached":
         text = f"{text}: last answer from {_named(stop)}, hop {stop['ttl']}"
     text += f" ({agreeing} of {traced} traces)"
+    if entry.get("as_usual") and where != "reached":
+        text += ", where the usual path stops too"
     silent = entry.get("first_silent_on_usual_path")
     if silent is not None and silent.get("address"):
         text += f"; next on the usual path: {_named(silent)}"

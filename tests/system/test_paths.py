@@ -14,14 +14,17 @@ import shutil
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 import pytest
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
+from monitor.catalog.schema import PathOptions
 from monitor.lab.harness import MonitorProcess, free_port, run_monitor
 from monitor.lab.router_chain import RouterChain
+from monitor.probing.path_watch import PathWatch
 from monitor.probing.traceroute import TraceOptions, trace
 from tests.system.netns_monitor import NamespacedMonitor as Lab
 
@@ -159,6 +162,7 @@ def test_the_journal_and_the_report_hold_each_outage_with_where_it_stopped(lab: 
 
 TRACE = """
 import asyncio, json, sys, uvloop
+from monitor.probing.path_watch import PathWatch
 from monitor.probing.traceroute import TraceOptions, trace
 run = uvloop.run if sys.argv[2] == "uvloop" else asyncio.run
 found = run(trace(sys.argv[1], TraceOptions(hop_timeout=0.5)))
@@ -223,3 +227,17 @@ async def test_a_trace_on_loopback_reaches_in_one_hop_over_either_family(address
     found = await trace(address, TraceOptions(hop_timeout=0.5))
     assert [(hop.ttl, hop.address, hop.reply) for hop in found.hops] == [(1, address, "reached")]
     assert found.packets == 1 and found.hops[0].rtt_seconds is not None and found.hops[0].rtt_seconds >= 0
+
+
+async def test_every_probe_of_every_trace_comes_out_of_one_budget() -> None:
+    async def no_asns(addresses: Sequence[str]) -> dict[str, int | None]:
+        return {}
+
+    watch = PathWatch(AsyncIOScheduler(), dict, no_asns, lambda network, trace: None)
+    watch.apply(PathOptions(packets_per_second=10))
+    started = time.monotonic()
+    traces = await watch.trace_now(["127.0.0.1"] * 4 + ["::1"], "outage")  # one packet each, at once
+    took = time.monotonic() - started
+    assert [found.packets for found in traces if found] == [1] * 5 and watch.budget.sent == 5
+    assert took >= 4 / 10  # the fifth packet waited four slots: never a burst
+    await watch.stop()

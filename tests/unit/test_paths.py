@@ -76,7 +76,15 @@ def test_where_a_trace_stops_is_named_by_the_asn_of_its_last_answer(
 
 def test_a_trace_that_reaches_says_the_path_is_intact_and_names_no_silent_hop() -> None:
     entry = stopping_point(USUAL, USUAL, COUNTRY)
-    assert entry["where"] == "reached" and "first_silent_on_usual_path" not in entry
+    assert entry["where"] == "reached" and "first_silent_on_usual_path" not in entry and entry["as_usual"]
+
+
+def test_a_path_that_stopped_there_before_says_so() -> None:
+    """A network whose hosts never answered a trace: its stop is no news."""
+    entry = stopping_point(_trace(3), _trace(3), COUNTRY)
+    assert entry["as_usual"] and entry["first_silent_on_usual_path"]["address"] is None
+    assert summarize([entry], at=0.0)["said"].endswith("(1 of 1 traces), where the usual path stops too")
+    assert not stopping_point(_trace(2), USUAL, COUNTRY)["as_usual"]
 
 
 def test_a_router_that_refuses_is_where_it_stops_with_its_answer() -> None:
