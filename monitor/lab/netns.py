@@ -20,7 +20,7 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-__all__ = ["WEB_SERVER", "BlockWorld", "LabBlock", "get_in_namespace"]
+__all__ = ["WEB_SERVER", "BlockWorld", "LabBlock", "Namespaces"]
 
 # each side: its link to the router, and the space routed to it (blocks and sites live there)
 _LINKS = {"world": ("10.210.1", "10.64.0.0/12"), "tcponly": ("10.210.2", "10.80.0.0/12")}
@@ -42,17 +42,39 @@ class LabBlock:
     side: str = "world"  # or "tcponly"
 
 
-def get_in_namespace(namespace: str, url: str, timeout: float = 30.0) -> str:
-    """GET `url` from inside `namespace`; raises OSError when it fails."""
-    code = (
-        "import sys, urllib.request\n"
-        "sys.stdout.write(urllib.request.urlopen(sys.argv[1], timeout=10).read().decode())"
-    )
-    argv = ["ip", "netns", "exec", namespace, sys.executable, "-c", code, url]
-    run = subprocess.run(argv, capture_output=True, text=True, timeout=timeout)
-    if run.returncode != 0:
-        raise OSError(f"GET {url} in {namespace}: {run.stderr.strip().splitlines()[-1:]}")
-    return run.stdout
+class Namespaces:
+    """Namespaces a test made, the prober (where the monitor runs) first, and the processes it
+    started in them."""
+
+    processes: list[subprocess.Popen[bytes]]
+
+    def namespaces(self) -> list[str]:
+        raise NotImplementedError
+
+    def in_prober(self, *argv: str) -> list[str]:
+        """`argv` run inside the prober namespace."""
+        return ["ip", "netns", "exec", self.namespaces()[0], *argv]
+
+    def get(self, url: str, timeout: float = 30.0) -> str:
+        """GET `url` from inside the prober namespace; raises OSError when it fails."""
+        code = (
+            "import sys, urllib.request\n"
+            "sys.stdout.write(urllib.request.urlopen(sys.argv[1], timeout=10).read().decode())"
+        )
+        run = subprocess.run(
+            self.in_prober(sys.executable, "-c", code, url), capture_output=True, text=True, timeout=timeout
+        )
+        if run.returncode != 0:
+            raise OSError(f"GET {url} in {self.namespaces()[0]}: {run.stderr.strip().splitlines()[-1:]}")
+        return run.stdout
+
+    def close(self) -> None:
+        """Stop the processes and remove every namespace."""
+        for process in self.processes:
+            process.kill()
+            process.wait()
+        for namespace in self.namespaces():
+            subprocess.run(["ip", "netns", "del", namespace], capture_output=True, timeout=30)
 
 
 def _run(*argv: str) -> None:
@@ -60,7 +82,7 @@ def _run(*argv: str) -> None:
 
 
 @dataclass
-class BlockWorld:
+class BlockWorld(Namespaces):
     """Create with `BlockWorld.build(blocks, sites)`; `close()` removes every namespace."""
 
     prober: str
@@ -162,17 +184,5 @@ class BlockWorld:
             _run("ip", "-n", self.router, "route", "del", "blackhole", str(ipaddress.IPv4Network(prefix)))
             self.cut.discard(prefix)
 
-    def in_prober(self, *argv: str) -> list[str]:
-        """`argv` run inside the prober namespace (where the monitor runs)."""
-        return ["ip", "netns", "exec", self.prober, *argv]
-
-    def get(self, url: str, timeout: float = 30.0) -> str:
-        """GET `url` from inside the prober namespace; raises OSError when it fails."""
-        return get_in_namespace(self.prober, url, timeout)
-
-    def close(self) -> None:
-        for process in self.processes:
-            process.kill()
-            process.wait()
-        for namespace in (self.prober, self.router, *self.sides.values()):
-            subprocess.run(["ip", "netns", "del", namespace], capture_output=True, timeout=30)
+    def namespaces(self) -> list[str]:
+        return [self.prober, self.router, *self.sides.values()]

@@ -20,7 +20,7 @@ import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
-from monitor.lab.netns import WEB_SERVER, get_in_namespace
+from monitor.lab.netns import WEB_SERVER, Namespaces
 
 __all__ = ["COUNTRY_SPACE", "ROUTERS", "RouterChain"]
 
@@ -34,16 +34,12 @@ def _run(*argv: str) -> None:
 
 
 @dataclass
-class RouterChain:
+class RouterChain(Namespaces):
     """Create with `RouterChain.build(sites)`; `close()` removes every namespace."""
 
     nodes: list[str]  # namespaces: the prober, the routers in order, the hosts
     processes: list[subprocess.Popen[bytes]] = field(default_factory=list)
     cuts: list[tuple[str, str]] = field(default_factory=list)  # (router, route type)
-
-    @property
-    def prober(self) -> str:
-        return self.nodes[0]
 
     @classmethod
     def build(cls, sites: Sequence[str]) -> RouterChain:
@@ -141,17 +137,5 @@ class RouterChain:
             )
         self.cuts.clear()
 
-    def in_prober(self, *argv: str) -> list[str]:
-        """`argv` run inside the prober namespace (where the monitor runs)."""
-        return ["ip", "netns", "exec", self.prober, *argv]
-
-    def get(self, url: str, timeout: float = 30.0) -> str:
-        """GET `url` from inside the prober namespace; raises OSError when it fails."""
-        return get_in_namespace(self.prober, url, timeout)
-
-    def close(self) -> None:
-        for process in self.processes:
-            process.kill()
-            process.wait()
-        for namespace in self.nodes:
-            subprocess.run(["ip", "netns", "del", namespace], capture_output=True, timeout=30)
+    def namespaces(self) -> list[str]:
+        return list(self.nodes)
