@@ -20,11 +20,11 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-__all__ = ["WEB_SERVER", "BlockWorld", "LabBlock", "Namespaces"]
+__all__ = ["BlockWorld", "LabBlock", "Namespaces"]
 
 # each side: its link to the router, and the space routed to it (blocks and sites live there)
 _LINKS = {"world": ("10.210.1", "10.64.0.0/12"), "tcponly": ("10.210.2", "10.80.0.0/12")}
-WEB_SERVER = textwrap.dedent("""
+_WEB_SERVER = textwrap.dedent("""
     from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
     class Ok(BaseHTTPRequestHandler):
         def do_GET(self):
@@ -50,6 +50,18 @@ class Namespaces:
 
     def namespaces(self) -> list[str]:
         raise NotImplementedError
+
+    def _create(self) -> None:
+        for namespace in self.namespaces():
+            _run("ip", "netns", "add", namespace)
+            _run("ip", "-n", namespace, "link", "set", "lo", "up")
+
+    def _serve_web(self, namespace: str, addresses: Sequence[str]) -> None:
+        """Each address on the loopback of `namespace`, and a web server there answering them on port 80."""
+        for address in addresses:
+            _run("ip", "-n", namespace, "addr", "add", f"{address}/32", "dev", "lo")
+        command = ["ip", "netns", "exec", namespace, sys.executable, "-c", _WEB_SERVER]
+        self.processes.append(subprocess.Popen(command, stderr=subprocess.DEVNULL))
 
     def in_prober(self, *argv: str) -> list[str]:
         """`argv` run inside the prober namespace."""
@@ -99,23 +111,19 @@ class BlockWorld(Namespaces):
             f"blk-p-{suffix}", f"blk-r-{suffix}", {side: f"blk-{side[0]}-{suffix}" for side in _LINKS}
         )
         try:
+            world._create()
             world._wire()
             world._add(blocks)
-            for address, side in sites:
-                _run("ip", "-n", world.sides[side], "addr", "add", f"{address}/32", "dev", "lo")
             for side, namespace in world.sides.items():
-                if any(site_side == side for _, site_side in sites):
-                    command = ["ip", "netns", "exec", namespace, sys.executable, "-c", WEB_SERVER]
-                    world.processes.append(subprocess.Popen(command, stderr=subprocess.DEVNULL))
+                addresses = [address for address, site_side in sites if site_side == side]
+                if addresses:
+                    world._serve_web(namespace, addresses)
         except BaseException:
             world.close()
             raise
         return world
 
     def _wire(self) -> None:
-        for namespace in (self.prober, self.router, *self.sides.values()):
-            _run("ip", "netns", "add", namespace)
-            _run("ip", "-n", namespace, "link", "set", "lo", "up")
         self._link(self.prober, "10.210.0.1", "10.210.0.2")
         _run("ip", "-n", self.prober, "route", "add", "default", "via", "10.210.0.2")
         _run("ip", "netns", "exec", self.router, "sysctl", "-qw", "net.ipv4.ip_forward=1")

@@ -15,12 +15,11 @@ else, so nothing a test or benchmark sends can leave them.
 from __future__ import annotations
 
 import subprocess
-import sys
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
-from monitor.lab.netns import WEB_SERVER, Namespaces
+from monitor.lab.netns import Namespaces
 
 __all__ = ["COUNTRY_SPACE", "ROUTERS", "RouterChain"]
 
@@ -49,21 +48,15 @@ class RouterChain(Namespaces):
             [f"path-{role[0]}{index}-{suffix}" for index, role in enumerate(("prober", *ROUTERS, "hosts"))]
         )
         try:
+            chain._create()
             chain._wire()
-            hosts = chain.nodes[-1]
-            for address in sites:
-                _run("ip", "-n", hosts, "addr", "add", f"{address}/32", "dev", "lo")
-            command = ["ip", "netns", "exec", hosts, sys.executable, "-c", WEB_SERVER]
-            chain.processes.append(subprocess.Popen(command, stderr=subprocess.DEVNULL))
+            chain._serve_web(chain.nodes[-1], sites)
         except BaseException:
             chain.close()
             raise
         return chain
 
     def _wire(self) -> None:
-        for namespace in self.nodes:
-            _run("ip", "netns", "add", namespace)
-            _run("ip", "-n", namespace, "link", "set", "lo", "up")
         links = len(self.nodes) - 1
         for link in range(links):
             self._link(link)
