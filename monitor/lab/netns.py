@@ -56,6 +56,18 @@ class Namespaces:
             _run("ip", "netns", "add", namespace)
             _run("ip", "-n", namespace, "link", "set", "lo", "up")
 
+    @staticmethod
+    def _veth(first: tuple[str, str], second: tuple[str, str]) -> None:
+        """A veth pair between two (namespace, address) ends, a /30 between them. Each end gets
+        a name of its own: one namespace holds many."""
+        ends = {f"v{uuid.uuid4().hex[:8]}": end for end in (first, second)}
+        (name, (namespace, _)), (peer, (peer_namespace, _)) = ends.items()
+        link = f"link add {name} netns {namespace} type veth peer name {peer} netns {peer_namespace}"
+        _run("ip", *link.split())
+        for device, (inside, address) in ends.items():
+            _run("ip", "-n", inside, "addr", "add", f"{address}/30", "dev", device)
+            _run("ip", "-n", inside, "link", "set", device, "up")
+
     def _serve_web(self, namespace: str, addresses: Sequence[str]) -> None:
         """Each address on the loopback of `namespace`, and a web server there answering them on port 80."""
         for address in addresses:
@@ -138,28 +150,7 @@ class BlockWorld(Namespaces):
 
     def _link(self, inner: str, inner_address: str, router_address: str) -> None:
         """A veth pair from `inner` to the router, a /30 between them."""
-        device = f"v{uuid.uuid4().hex[:8]}"
-        _run(
-            "ip",
-            "link",
-            "add",
-            device,
-            "netns",
-            inner,
-            "type",
-            "veth",
-            "peer",
-            "name",
-            "up0",
-            "netns",
-            self.router,
-        )
-        peer = f"r{uuid.uuid4().hex[:8]}"
-        _run("ip", "-n", self.router, "link", "set", "up0", "name", peer)
-        _run("ip", "-n", inner, "addr", "add", f"{inner_address}/30", "dev", device)
-        _run("ip", "-n", self.router, "addr", "add", f"{router_address}/30", "dev", peer)
-        _run("ip", "-n", inner, "link", "set", device, "up")
-        _run("ip", "-n", self.router, "link", "set", peer, "up")
+        self._veth((inner, inner_address), (self.router, router_address))
 
     def _add(self, blocks: Sequence[LabBlock]) -> None:
         """The responsive part of each block on its side's loopback, in one `ip -batch` a side."""

@@ -75,26 +75,7 @@ class RouterChain(Namespaces):
 
     def _link(self, link: int) -> None:
         """A veth pair from node `link` (address .1) to node `link + 1` (address .2)."""
-        upper, lower = self.nodes[link], self.nodes[link + 1]
-        device = f"c{uuid.uuid4().hex[:8]}"
-        _run(
-            "ip",
-            "link",
-            "add",
-            device,
-            "netns",
-            upper,
-            "type",
-            "veth",
-            "peer",
-            "name",
-            "down0",
-            "netns",
-            lower,
-        )
-        for namespace, name, host in ((upper, device, 1), (lower, "down0", 2)):
-            _run("ip", "-n", namespace, "addr", "add", _LINK.format(link, host) + "/30", "dev", name)
-            _run("ip", "-n", namespace, "link", "set", name, "up")
+        self._veth((self.nodes[link], _LINK.format(link, 1)), (self.nodes[link + 1], _LINK.format(link, 2)))
 
     @staticmethod
     def hop_address(router: str) -> str:
