@@ -275,7 +275,8 @@ def _outages(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps([outage.as_dict() for outage in outages], indent=1))
         return 0
-    rows = [["id", "scope", "key", "started (UTC)", "ended (UTC)", "duration", "failures", "evidence"]]
+    header = ["id", "scope", "key", "started (UTC)", "ended (UTC)", "duration", "failures", "evidence"]
+    rows = [[*header, "packets stop"]]
     for outage in outages:
         duration = (outage.ended_at or time.time()) - outage.started_at
         evidence = ", ".join(f"{reason}={count}" for reason, count in outage.evidence.most_common(3))
@@ -289,10 +290,22 @@ def _outages(args: argparse.Namespace) -> int:
                 format_duration(duration),
                 str(outage.failures),
                 evidence,
+                _stop(outage.path),
             ]
         )
     print(_columns(rows))
     return 0
+
+
+def _stop(path: dict[str, Any]) -> str:
+    """`border: 95.59.170.1 AS9198`: where an outage's traces stopped ("-" when not traced)."""
+    if not path:
+        return "-"
+    stop = path.get("stops_at") or {}
+    if path["where"] == "reached" or not stop.get("address"):
+        return str(path["where"])
+    asn = f" AS{stop['asn']}" if stop.get("asn") is not None else ""
+    return f"{path['where']}: {stop['address']}{asn}"
 
 
 def _merged_outages(args: argparse.Namespace, window: float) -> int:

@@ -22,7 +22,7 @@ import pytest
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 from monitor.catalog.schema import PathOptions
-from monitor.lab.harness import MonitorProcess, free_port, run_monitor
+from monitor.lab.harness import MonitorProcess, free_port, monitor_command, run_monitor
 from monitor.lab.router_chain import RouterChain
 from monitor.probing.path_watch import PathWatch
 from monitor.probing.traceroute import TraceOptions, trace
@@ -155,6 +155,18 @@ def test_the_journal_and_the_report_hold_each_outage_with_where_it_stopped(lab: 
     report = lab.text(f"/api/outages/{outages[1]['id']}/report?format=markdown")
     assert "## Where the packets stop" in report
     assert f"{RouterChain.hop_address('border')} AS{KAZAKHTELECOM}" in report
+    table = subprocess.run(
+        monitor_command(
+            "outages", "--state", str(lab.monitor.config.parent / "journal.sqlite"), "--since", "1h"
+        ),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    ).stdout
+    for router in ("transit", "border", "core"):
+        where = {"transit": "transit", "border": "border", "core": "inside"}[router]
+        assert f"{where}: {RouterChain.hop_address(router)} AS{ASNS[router]}" in table
     packets = dict(lab.metric("monitor_path_packets_total"))["monitor_path_packets_total"]
     print(f"{packets:.0f} trace packets in the run")
     lab.monitor.assert_clean_log()
