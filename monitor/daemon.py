@@ -143,7 +143,7 @@ class Monitor:
             self.analyzer,
             self.results,
             lambda: self.blocks.hitlists,
-            self.loop_health.stalled_during,
+            self._seen_clearly_since,
             self.block_store,
             on_trace=self._path_trace,
         )
@@ -302,16 +302,20 @@ class Monitor:
         if self.analyzer.record_block(result):
             self._evaluate_soon()
 
+    def _seen_clearly_since(self, started_at: float) -> bool:
+        """Our uplink online and our event loop on time from `started_at` (Unix time) until now:
+        what was seen meanwhile may be evidence."""
+        gate, now = self.analyzer.gate, time.monotonic()
+        return (
+            gate.online
+            and gate.changed_at < started_at
+            and not self.loop_health.stalled_during(now - (time.time() - started_at), now)
+        )
+
     def _block_round(self, started: float, ended: float) -> None:
         """A complete round we trust gives each cell a sample of its baseline: our uplink was
         online all along and our event loop on time."""
-        gate = self.analyzer.gate
-        now = time.monotonic()
-        trusted = (
-            gate.online
-            and gate.changed_at < started
-            and not self.loop_health.stalled_during(now - (ended - started), now)
-        )
+        trusted = self._seen_clearly_since(started)
         self.metrics.block_rounds.labels("complete" if trusted else "held").inc()
         self.metrics.block_round_duration.set(ended - started)
         if not trusted:

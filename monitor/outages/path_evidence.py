@@ -44,14 +44,14 @@ class PathEvidence:
         analyzer: Analyzer,
         results: LatestResults,
         hitlists: Callable[[], Mapping[str, Hitlist]],
-        stalled_during: Callable[[float, float], bool],  # (monotonic start, end)
+        seen_clearly_since: Callable[[float], bool],  # our uplink and loop fine since (Unix time)
         store: BlockStore | None = None,
         on_trace: Callable[[str, Trace], None] = lambda purpose, trace: None,
     ) -> None:
         self.analyzer = analyzer
         self.results = results
         self.hitlists = hitlists
-        self.stalled_during = stalled_during
+        self.seen_clearly_since = seen_clearly_since
         self.store = store
         self.book = PathBook()
         self.watch = PathWatch(scheduler, self.usual_destinations, self._hop_asns, self._usual, on_trace)
@@ -130,15 +130,6 @@ class PathEvidence:
 
     # -- traces --------------------------------------------------------------------------------
 
-    def _trusted(self, started_at: float) -> bool:
-        """Our uplink online and our event loop on time since `started_at` (Unix time)."""
-        gate, now = self.analyzer.gate, time.monotonic()
-        return (
-            gate.online
-            and gate.changed_at < started_at
-            and not self.stalled_during(now - (time.time() - started_at), now)
-        )
-
     def _usual(self, network: str, trace: Trace) -> None:
         """A usual path is learnt in calm times: not while an outage darkens its country."""
         country = network.partition("/")[0]
@@ -146,7 +137,7 @@ class PathEvidence:
             outage.scope in PATH_SCOPES and outage.country == country
             for outage in self.analyzer.book.open.values()
         )
-        if not calm or not self._trusted(trace.started_at):
+        if not calm or not self.seen_clearly_since(trace.started_at):
             return
         self.book.add(network, trace)
         if self.store is not None and self.catalog is not None:
@@ -183,7 +174,7 @@ class PathEvidence:
             return
         started_at = time.time()
         traces = await self.watch.trace_now([address for _, address in picked], "outage")
-        if not self._trusted(started_at):
+        if not self.seen_clearly_since(started_at):
             return  # taken again at the next verdict
         country = self._country_asns(outage.country)
         entries = [
