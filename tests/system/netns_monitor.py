@@ -1,14 +1,28 @@
-"""The monitor running inside a test's network namespaces, read from inside them."""
+"""The monitor running inside a test's network namespaces, read from inside them; and the skip
+when namespaces cannot be made here."""
 
 from __future__ import annotations
 
 import json
+import os
+import shutil
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+import pytest
+
 from monitor.lab.harness import MonitorProcess
+
+
+def skip_without_namespaces(what: str = "network namespaces") -> None:
+    """Skip, naming what is missing, unless this process may build namespaces (CI runs as root
+    after scripts/setup-debian.sh, which installs iproute2)."""
+    if os.geteuid() != 0:
+        pytest.skip(f"{what} need root (CI runs as root)")
+    if shutil.which("ip") is None:
+        pytest.skip(f"{what} need iproute2, not installed here; scripts/setup-debian.sh installs it")
 
 
 class Namespaces(Protocol):

@@ -17,6 +17,8 @@ from typing import Any
 
 import pytest
 
+from tests.system.netns_monitor import skip_without_namespaces
+
 ROOT = Path(__file__).resolve().parents[2]
 BLACKBOX = "prometheus-blackbox-exporter"
 
@@ -176,8 +178,7 @@ def test_status_page_quick_against_the_json_of_the_same_data(tmp_path: Path) -> 
 
 
 def test_blocks_bench_measures_ours_and_blackbox_icmp_on_namespaced_blocks(tmp_path: Path) -> None:
-    if os.geteuid() != 0 or shutil.which("ip") is None:
-        pytest.skip("bench/blocks.py builds network namespaces: root and iproute2 (CI runs as root)")
+    skip_without_namespaces("bench/blocks.py's network namespaces")
     missing = _blackbox_unavailable()
     result, stdout = _run("blocks", tmp_path / "blocks.json", *(("--no-blackbox",) if missing else ()))
     _machine_ok(result)
@@ -191,8 +192,7 @@ def test_blocks_bench_measures_ours_and_blackbox_icmp_on_namespaced_blocks(tmp_p
 
 
 def test_paths_bench_measures_ours_and_traceroute_on_a_chain_of_routers(tmp_path: Path) -> None:
-    if os.geteuid() != 0 or shutil.which("ip") is None:
-        pytest.skip("bench/paths.py builds network namespaces: root and iproute2 (CI runs as root)")
+    skip_without_namespaces("bench/paths.py's network namespaces")
     missing = shutil.which("traceroute") is None  # scripts/setup-debian.sh installs it
     result, stdout = _run("paths", tmp_path / "paths.json", *(("--no-reference",) if missing else ()))
     _machine_ok(result)

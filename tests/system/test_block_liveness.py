@@ -8,8 +8,6 @@ Five networks: three fixed (one of them TCP-only), two mobile; two websites on e
 
 from __future__ import annotations
 
-import os
-import shutil
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,6 +18,7 @@ import pytest
 from monitor.lab.harness import free_port, run_monitor
 from monitor.lab.netns import BlockWorld, LabBlock
 from tests.system.netns_monitor import NamespacedMonitor as Lab
+from tests.system.netns_monitor import skip_without_namespaces
 
 pytestmark = pytest.mark.netns
 
@@ -76,10 +75,7 @@ def _config(path: Path) -> Path:
 
 @pytest.fixture(scope="module")
 def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
-    if os.geteuid() != 0:
-        pytest.skip("network namespaces and raw ICMP sockets need root (CI runs as root)")
-    if shutil.which("ip") is None:
-        pytest.skip("iproute2 is not installed; scripts/setup-debian.sh installs it")
+    skip_without_namespaces("network namespaces and raw ICMP sockets")
     sites = [
         (address, "tcponly" if asn == TCP_ONLY else "world")
         for asn in (*FIXED, TCP_ONLY, *MOBILE)

@@ -7,8 +7,6 @@ Nothing here touches the host's own network: the addresses exist only inside the
 
 from __future__ import annotations
 
-import os
-import shutil
 import subprocess
 import sys
 import textwrap
@@ -20,6 +18,7 @@ from pathlib import Path
 import pytest
 
 from monitor.lab.harness import monitor_command
+from tests.system.netns_monitor import skip_without_namespaces
 
 pytestmark = pytest.mark.netns
 
@@ -75,10 +74,7 @@ class Namespaces:
 
 @pytest.fixture(scope="module")
 def namespaces() -> Iterator[Namespaces]:
-    if os.geteuid() != 0:
-        pytest.skip("network namespaces need root (CI runs as root)")
-    if shutil.which("ip") is None:
-        pytest.skip("iproute2 is not installed; scripts/setup-debian.sh installs it")
+    skip_without_namespaces()
     suffix = uuid.uuid4().hex[:6]
     client, server = f"mon-c-{suffix}", f"mon-s-{suffix}"
     _ip("netns", "add", client)

@@ -9,8 +9,6 @@ offline as the rest. Nothing leaves the namespaces.
 from __future__ import annotations
 
 import json
-import os
-import shutil
 import subprocess
 import sys
 import time
@@ -27,6 +25,7 @@ from monitor.lab.router_chain import RouterChain
 from monitor.probing.path_watch import PathWatch
 from monitor.probing.traceroute import TraceOptions, trace
 from tests.system.netns_monitor import NamespacedMonitor as Lab
+from tests.system.netns_monitor import skip_without_namespaces
 
 pytestmark = pytest.mark.netns
 
@@ -56,10 +55,7 @@ def _config(path: Path, ipasn: Path) -> Path:
 
 @pytest.fixture(scope="module")
 def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
-    if os.geteuid() != 0:
-        pytest.skip("network namespaces need root (CI runs as root)")
-    if shutil.which("ip") is None:
-        pytest.skip("iproute2 is not installed; scripts/setup-debian.sh installs it")
+    skip_without_namespaces()
     pytest.importorskip("pyasn", reason="pyasn (the test extra) maps hop addresses offline")
     chain = RouterChain.build(SITES)
     workdir = tmp_path_factory.mktemp("paths")
@@ -186,8 +182,7 @@ print(json.dumps([[hop.address, hop.reply] for hop in found.hops]))
 def test_the_tracer_reads_each_kind_of_answer_without_privilege_on_either_loop(loop: str) -> None:
     """Alone on its own chain: a router that prohibits answers at once, unlike one rate-limiting
     the answers it also sends to the monitor's probes."""
-    if os.geteuid() != 0:
-        pytest.skip("network namespaces need root (CI runs as root)")
+    skip_without_namespaces()
     chain = RouterChain.build(SITES[:1])
     try:
 
