@@ -318,13 +318,16 @@ def _country_wanted(
         started = (
             _kth((view.group_dark_since or snapshot.now for view in dark), crossing or 1) or snapshot.now
         )
+    # survivors are judged against the outage's own start once it is open: the dark members'
+    # start moves later when one of them flickers back (a region's restore-then-cut)
+    began = snapshot.open_since.get((Scope.COUNTRY, country), started)
     return Wanted(
         Scope.COUNTRY,
         country,
         started,
         tuple(sorted(view.name for view in dark)),
         country=country,
-        **_full_or_whitelist(snapshot, counted, dark, started),
+        **_full_or_whitelist(snapshot, counted, dark, began),
     )
 
 

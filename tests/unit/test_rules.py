@@ -412,3 +412,18 @@ def test_a_target_that_began_failing_before_its_country_came_back_is_that_outage
     verdict = judge(snapshot(views, open_since={(Scope.COUNTRY, "KZ"): NOW - 300}))
     assert (Scope.COUNTRY, "KZ") in verdict.ended_at
     assert verdict.cause["c4"] == ((Scope.COUNTRY, "KZ"), CauseKind.RECOVERING)
+
+
+def test_sites_coming_back_at_a_shutdowns_end_are_no_survivors_when_the_dark_ones_flicker() -> None:
+    """The demo's "dark again" ending in Almaty dark: everything is restored, then Almaty cut
+    again. Sites back 2 s ago are the end of the shutdown; the Almaty ones that answered one probe
+    in between are dark again from 1 s ago, which must not become the shutdown's start."""
+    back = ("a3", "b3", "c3")
+    dark = {name: NOW - 1 for name in ("a1", "a2", "b1", "b2", "c1", "c2")}
+    views = [
+        replace(view, run_started_at=NOW - 2, last_up_at=NOW) if view.name in back else view
+        for view in kz(dark)
+    ]
+    assert judge(snapshot(views)).wanted[(Scope.COUNTRY, "KZ")].verdict == "whitelist"  # not yet open
+    open_since = {(Scope.COUNTRY, "KZ"): NOW - 20}
+    assert judge(snapshot(views, open_since=open_since)).wanted[(Scope.COUNTRY, "KZ")].verdict == "full"
